@@ -1,0 +1,199 @@
+//! Every setting, read from the environment with its default. `.env.example` lists them all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::store::HoldPolicy;
+use crate::store::postgres::PoolSettings;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `None`: the in-memory store, nothing persists.
+    pub database_url: Option<String>,
+    pub bind_addr: SocketAddr,
+    pub hold: HoldPolicy,
+    pub reaper_interval: Duration,
+    pub reaper_batch_size: u32,
+    pub pool: PoolSettings,
+    pub static_dir: PathBuf,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{name}={value:?} is not valid: {reason}")]
+pub struct ConfigError {
+    name: &'static str,
+    value: String,
+    reason: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            bind_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            hold: HoldPolicy {
+                ttl: Duration::from_secs(120),
+                max_holds_per_user: 8,
+            },
+            reaper_interval: Duration::from_secs(5),
+            reaper_batch_size: 500,
+            pool: PoolSettings {
+                max_connections: 16,
+                acquire_timeout: Duration::from_secs(2),
+                statement_timeout: Duration::from_secs(5),
+            },
+            static_dir: PathBuf::from("static"),
+            request_timeout: Duration::from_secs(10),
+            max_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
+        Ok(Self {
+            database_url: get("DATABASE_URL"),
+            bind_addr: parse(&get, "BIND_ADDR", d.bind_addr)?,
+            hold: HoldPolicy {
+                ttl: seconds(&get, "HOLD_TTL_SECS", d.hold.ttl)?,
+                max_holds_per_user: positive(
+                    &get,
+                    "MAX_HOLDS_PER_USER",
+                    d.hold.max_holds_per_user,
+                )?,
+            },
+            reaper_interval: seconds(&get, "REAPER_INTERVAL_SECS", d.reaper_interval)?,
+            reaper_batch_size: positive(&get, "REAPER_BATCH_SIZE", d.reaper_batch_size)?,
+            pool: PoolSettings {
+                max_connections: positive(&get, "DB_MAX_CONNECTIONS", d.pool.max_connections)?,
+                acquire_timeout: seconds(&get, "DB_ACQUIRE_TIMEOUT_SECS", d.pool.acquire_timeout)?,
+                statement_timeout: seconds(
+                    &get,
+                    "DB_STATEMENT_TIMEOUT_SECS",
+                    d.pool.statement_timeout,
+                )?,
+            },
+            static_dir: get("STATIC_DIR").map_or(d.static_dir, PathBuf::from),
+            request_timeout: seconds(&get, "REQUEST_TIMEOUT_SECS", d.request_timeout)?,
+            max_body_bytes: positive(&get, "MAX_BODY_BYTES", d.max_body_bytes)?,
+        })
+    }
+}
+
+fn parse<T: FromStr>(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match get(name) {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|e: T::Err| ConfigError {
+            name,
+            reason: e.to_string(),
+            value,
+        }),
+    }
+}
+
+fn positive<T: FromStr + Default + PartialOrd>(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    let value = parse(get, name, default)?;
+    if value > T::default() {
+        Ok(value)
+    } else {
+        Err(ConfigError {
+            name,
+            value: get(name).unwrap_or_default(),
+            reason: "must be greater than zero".into(),
+        })
+    }
+}
+
+/// Seconds, fractions allowed (`0.5`), greater than zero.
+fn seconds(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let secs: f64 = positive(get, name, default.as_secs_f64())?;
+    Duration::try_from_secs_f64(secs).map_err(|e| ConfigError {
+        name,
+        value: get(name).unwrap_or_default(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn an_empty_environment_gives_the_documented_defaults() {
+        let config = from(&[]).unwrap();
+        assert_eq!(config.database_url, None);
+        assert_eq!(config.bind_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.hold.ttl, Duration::from_secs(120));
+        assert_eq!(config.hold.max_holds_per_user, 8);
+    }
+
+    #[test]
+    fn settings_are_read_by_their_names() {
+        let config = from(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("BIND_ADDR", "127.0.0.1:9000"),
+            ("HOLD_TTL_SECS", "0.5"),
+            ("MAX_HOLDS_PER_USER", "3"),
+            ("DB_MAX_CONNECTIONS", "32"),
+        ])
+        .unwrap();
+        assert_eq!(config.database_url.as_deref(), Some("postgres://x/y"));
+        assert_eq!(config.bind_addr.port(), 9000);
+        assert_eq!(config.hold.ttl, Duration::from_millis(500));
+        assert_eq!(config.hold.max_holds_per_user, 3);
+        assert_eq!(config.pool.max_connections, 32);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_name() {
+        for (name, value) in [
+            ("HOLD_TTL_SECS", "soon"),
+            ("HOLD_TTL_SECS", "0"),
+            ("HOLD_TTL_SECS", "-3"),
+            ("MAX_HOLDS_PER_USER", "0"),
+            ("BIND_ADDR", "nowhere"),
+        ] {
+            let err = from(&[(name, value)]).unwrap_err().to_string();
+            assert!(err.starts_with(name), "{err}");
+        }
+    }
+}

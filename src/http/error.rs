@@ -1,0 +1,231 @@
+//! `AppError`: every error the HTTP layer answers, as `{"error", "code"}` JSON.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::domain::{SeatId, SeatIdError, SessionIdError, UserIdError};
+use crate::store::StoreError;
+
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_SECS: &str = "1";
+
+#[derive(Debug)]
+pub enum AppError {
+    MalformedJson(String),
+    InvalidBody(String),
+    UnsupportedMediaType,
+    BodyTooLarge,
+    InvalidUserId,
+    InvalidSeatId,
+    InvalidSessionId,
+    DuplicateSeat(SeatId),
+    MovieNotFound,
+    SeatNotFound,
+    SessionNotFound,
+    RouteNotFound,
+    MethodNotAllowed,
+    SeatTaken(Vec<SeatId>),
+    AlreadyConfirmed,
+    HoldExpired,
+    HoldReleased,
+    HoldLimit {
+        limit: u32,
+    },
+    Unavailable,
+    Timeout,
+    Internal,
+    /// A framework response with no body of ours; keeps its status.
+    Other(StatusCode),
+}
+
+impl AppError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        use AppError::*;
+        use StatusCode as S;
+        match self {
+            MalformedJson(detail) => (S::BAD_REQUEST, "malformed_json", detail.clone()),
+            InvalidBody(detail) => (S::UNPROCESSABLE_ENTITY, "invalid_body", detail.clone()),
+            UnsupportedMediaType => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON, sent with Content-Type: application/json".into(),
+            ),
+            BodyTooLarge => (
+                S::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is too large".into(),
+            ),
+            InvalidUserId => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_user_id",
+                UserIdError.to_string(),
+            ),
+            InvalidSeatId => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_seat_id",
+                SeatIdError::Malformed.to_string(),
+            ),
+            InvalidSessionId => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_session_id",
+                SessionIdError.to_string(),
+            ),
+            DuplicateSeat(seat) => (
+                S::UNPROCESSABLE_ENTITY,
+                "duplicate_seat",
+                format!("seat {seat} is listed more than once"),
+            ),
+            MovieNotFound => (S::NOT_FOUND, "movie_not_found", "no such movie".into()),
+            SeatNotFound => (
+                S::NOT_FOUND,
+                "seat_not_found",
+                "no such seat in this room".into(),
+            ),
+            SessionNotFound => (S::NOT_FOUND, "session_not_found", "no such hold".into()),
+            RouteNotFound => (S::NOT_FOUND, "not_found", "no such page or endpoint".into()),
+            MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not accept that method".into(),
+            ),
+            SeatTaken(seats) => {
+                let list: Vec<&str> = seats.iter().map(SeatId::as_str).collect();
+                let message = match list.as_slice() {
+                    [one] => format!("seat {one} is already taken"),
+                    many => format!("seats {} are already taken", many.join(", ")),
+                };
+                (S::CONFLICT, "seat_taken", message)
+            }
+            AlreadyConfirmed => (
+                S::CONFLICT,
+                "already_confirmed",
+                "this booking is confirmed and can no longer be released".into(),
+            ),
+            HoldExpired => (S::GONE, "hold_expired", "this hold has expired".into()),
+            HoldReleased => (S::GONE, "hold_released", "this hold was released".into()),
+            HoldLimit { limit } => (
+                S::TOO_MANY_REQUESTS,
+                "hold_limit",
+                format!("you can hold at most {limit} seats at once"),
+            ),
+            Unavailable => (
+                S::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "the booking service is temporarily unavailable, please retry".into(),
+            ),
+            Timeout => (
+                S::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request took too long, please retry".into(),
+            ),
+            Internal => (
+                S::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "something went wrong on our side".into(),
+            ),
+            Other(status) => (
+                *status,
+                other_code(*status),
+                status
+                    .canonical_reason()
+                    .unwrap_or("request failed")
+                    .to_string(),
+            ),
+        }
+    }
+}
+
+/// Stable codes for statuses that only the framework produces.
+fn other_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 | 503 | 504 => "timeout",
+        413 => "body_too_large",
+        415 => "unsupported_media_type",
+        422 => "invalid_request",
+        s if s >= 500 => "internal_error",
+        _ => "request_error",
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        let mut body = json!({ "error": message, "code": code });
+        if let AppError::SeatTaken(seats) = &self {
+            body["seats"] = json!(seats);
+        }
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::MovieNotFound => Self::MovieNotFound,
+            StoreError::SessionNotFound => Self::SessionNotFound,
+            StoreError::SeatTaken(seats) => Self::SeatTaken(seats),
+            StoreError::DuplicateSeat(seat) => Self::DuplicateSeat(seat),
+            StoreError::NoSeats => Self::InvalidSeatId,
+            StoreError::Expired => Self::HoldExpired,
+            StoreError::Released => Self::HoldReleased,
+            StoreError::AlreadyConfirmed => Self::AlreadyConfirmed,
+            StoreError::LimitReached { limit } => Self::HoldLimit { limit },
+            StoreError::Unavailable(source) => {
+                tracing::warn!(
+                    error = &source as &dyn std::error::Error,
+                    "database unavailable"
+                );
+                Self::Unavailable
+            }
+            StoreError::Database(source) => {
+                tracing::error!(error = &source as &dyn std::error::Error, "database error");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::BodyTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            StatusCode::UNPROCESSABLE_ENTITY => Self::InvalidBody(rejection.body_text()),
+            StatusCode::BAD_REQUEST => Self::MalformedJson(rejection.body_text()),
+            status => Self::Other(status),
+        }
+    }
+}
+
+impl From<UserIdError> for AppError {
+    fn from(_: UserIdError) -> Self {
+        Self::InvalidUserId
+    }
+}
+
+impl From<SeatIdError> for AppError {
+    fn from(error: SeatIdError) -> Self {
+        match error {
+            SeatIdError::Malformed => Self::InvalidSeatId,
+            SeatIdError::OutsideGrid => Self::SeatNotFound,
+        }
+    }
+}
+
+impl From<SessionIdError> for AppError {
+    fn from(_: SessionIdError) -> Self {
+        Self::InvalidSessionId
+    }
+}

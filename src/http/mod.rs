@@ -1,0 +1,102 @@
+//! The HTTP layer: the router, request extractors, and the rules every response follows.
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::handler::HandlerWithoutStateExt;
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{BoxError, Router};
+use serde::Deserialize;
+use tower::ServiceBuilder;
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::store::SeatStore;
+
+pub mod error;
+mod health;
+mod movies;
+mod sessions;
+
+pub use error::AppError;
+
+#[derive(Clone)]
+pub struct AppState<S> {
+    pub store: S,
+}
+
+/// A JSON request body whose rejections answer as `AppError`s.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(AppError))]
+pub struct Json<T>(pub T);
+
+/// The body of hold, confirm and release: who is asking.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserBody {
+    pub user_id: String,
+}
+
+/// The whole application: API routes, health checks, and the page from `static_dir`.
+pub fn app<S: SeatStore>(store: S, config: &Config) -> Router {
+    let unknown_route = || async { AppError::RouteNotFound };
+    let page = ServeDir::new(&config.static_dir)
+        .call_fallback_on_method_not_allowed(true)
+        .fallback(unknown_route.into_service());
+
+    Router::new()
+        .route("/movies", get(movies::list::<S>))
+        .route("/movies/{movie_id}/seats", get(movies::seat_map::<S>))
+        .route(
+            "/movies/{movie_id}/seats/{seat_id}/hold",
+            post(sessions::hold::<S>),
+        )
+        .route(
+            "/sessions/{session_id}/confirm",
+            put(sessions::confirm::<S>),
+        )
+        .route(
+            "/sessions/{session_id}",
+            axum::routing::delete(sessions::release::<S>),
+        )
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready::<S>))
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .fallback_service(page)
+        .with_state(AppState { store })
+        .layer(
+            ServiceBuilder::new()
+                .layer(TraceLayer::new_for_http())
+                .layer(middleware::from_fn(json_errors))
+                .layer(HandleErrorLayer::new(timed_out))
+                .timeout(config.request_timeout),
+        )
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+}
+
+async fn timed_out(error: BoxError) -> AppError {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        AppError::Timeout
+    } else {
+        tracing::error!(error, "unhandled middleware error");
+        AppError::Internal
+    }
+}
+
+/// Turns any error response that is not already JSON (a framework rejection, a static-file
+/// error) into the `{"error", "code"}` shape, so clients can rely on it for every status.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        return AppError::Other(status).into_response();
+    }
+    response
+}

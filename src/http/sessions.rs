@@ -1,0 +1,86 @@
+//! Holding a seat, and confirming or releasing the hold session it starts.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
+
+use super::{AppError, AppState, Json, UserBody};
+use crate::domain::{SeatId, SessionId, UserId};
+use crate::store::SeatStore;
+
+#[derive(Serialize)]
+pub struct HoldBody {
+    session_id: SessionId,
+    movie_id: String,
+    seat_id: SeatId,
+    #[serde(serialize_with = "rfc3339")]
+    expires_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    server_time: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+pub struct BookingBody {
+    session_id: SessionId,
+    movie_id: String,
+    seat_id: SeatId,
+    user_id: UserId,
+    status: &'static str,
+}
+
+/// RFC 3339 in UTC with millisecond precision: what browsers' `Date` parses exactly.
+fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+pub async fn hold<S: SeatStore>(
+    State(app): State<AppState<S>>,
+    Path((movie_id, seat_id)): Path<(String, String)>,
+    Json(body): Json<UserBody>,
+) -> Result<(StatusCode, axum::Json<HoldBody>), AppError> {
+    let user = UserId::parse(body.user_id)?;
+    let movie = app.store.movie(&movie_id).await?;
+    let seat = movie.seat(&seat_id)?;
+    let hold = app.store.hold(&movie, vec![seat], &user).await?;
+    let body = HoldBody {
+        session_id: hold.session_id,
+        movie_id: hold.movie_id,
+        seat_id: hold.seats.into_iter().next().expect("a hold has seats"),
+        expires_at: hold.expires_at,
+        server_time: hold.server_time,
+    };
+    Ok((StatusCode::CREATED, axum::Json(body)))
+}
+
+pub async fn confirm<S: SeatStore>(
+    State(app): State<AppState<S>>,
+    Path(session_id): Path<String>,
+    Json(body): Json<UserBody>,
+) -> Result<axum::Json<BookingBody>, AppError> {
+    let session = SessionId::parse(&session_id)?;
+    let user = UserId::parse(body.user_id)?;
+    let booking = app.store.confirm(session, &user).await?;
+    Ok(axum::Json(BookingBody {
+        session_id: booking.session_id,
+        movie_id: booking.movie_id,
+        seat_id: booking
+            .seats
+            .into_iter()
+            .next()
+            .expect("a booking has seats"),
+        user_id: booking.user_id,
+        status: "confirmed",
+    }))
+}
+
+pub async fn release<S: SeatStore>(
+    State(app): State<AppState<S>>,
+    Path(session_id): Path<String>,
+    Json(body): Json<UserBody>,
+) -> Result<StatusCode, AppError> {
+    let session = SessionId::parse(&session_id)?;
+    let user = UserId::parse(body.user_id)?;
+    app.store.release(session, &user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

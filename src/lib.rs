@@ -1,0 +1,80 @@
+//! boxoffice: a transactional cinema seat-booking server.
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod reaper;
+pub mod store;
+
+pub use config::Config;
+pub use http::app;
+use store::{MemoryStore, PgStore, SeatStore};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Binds, picks the store, and serves until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), BoxError> {
+    let listener = TcpListener::bind(config.bind_addr).await?;
+    match &config.database_url {
+        Some(url) => {
+            let store = PgStore::connect(url, &config.pool, config.hold).await?;
+            tracing::info!("using PostgreSQL; migrations are up to date");
+            serve(listener, store, &config, shutdown_signal()).await?;
+        }
+        None => {
+            tracing::warn!(
+                "DATABASE_URL is not set: using the in-memory store. Nothing persists; \
+                 every hold and booking is lost when the server stops"
+            );
+            serve(
+                listener,
+                MemoryStore::new(config.hold),
+                &config,
+                shutdown_signal(),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Serves `store` on `listener` with the reaper running, until `shutdown` completes; then
+/// finishes the requests in flight.
+pub async fn serve<S: SeatStore>(
+    listener: TcpListener,
+    store: S,
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let reaper = reaper::spawn(
+        store.clone(),
+        config.reaper_interval,
+        config.reaper_batch_size,
+    );
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    let served = axum::serve(listener, app(store, config))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    reaper.abort();
+    tracing::info!("stopped");
+    served
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c()
+            .await
+            .expect("install the SIGINT handler");
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install the SIGTERM handler");
+    tokio::select! {
+        () = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

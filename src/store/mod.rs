@@ -1,0 +1,105 @@
+//! The storage seam: the `SeatStore` trait both stores implement, and its error type.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
+
+pub mod memory;
+pub mod postgres;
+
+pub use memory::MemoryStore;
+pub use postgres::PgStore;
+
+/// The rules a hold is granted under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldPolicy {
+    /// How long a hold lasts before the seat is free again.
+    pub ttl: Duration,
+    /// How many live (unconfirmed) seats one user may hold at once, across all movies.
+    pub max_holds_per_user: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("movie not found")]
+    MovieNotFound,
+    /// Unknown, or belonging to someone else: the two are deliberately indistinguishable.
+    #[error("session not found")]
+    SessionNotFound,
+    /// The seats, in seat order, that someone else holds or has booked.
+    #[error("seats already taken: {0:?}")]
+    SeatTaken(Vec<SeatId>),
+    #[error("seat {0} is listed twice")]
+    DuplicateSeat(SeatId),
+    #[error("no seats requested")]
+    NoSeats,
+    #[error("hold expired")]
+    Expired,
+    #[error("hold was released")]
+    Released,
+    #[error("already confirmed")]
+    AlreadyConfirmed,
+    #[error("hold limit of {limit} seats reached")]
+    LimitReached { limit: u32 },
+    /// Transient: the database is unreachable, overloaded, or gave up on a lock. Retry later.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything the HTTP layer needs from storage. Both stores pass the same contract suite
+/// (`tests/contract.rs`); the rules there are the specification.
+pub trait SeatStore: Clone + Send + Sync + 'static {
+    fn movies(&self) -> impl Future<Output = StoreResult<Vec<Movie>>> + Send;
+
+    /// One movie, or `MovieNotFound`.
+    fn movie(&self, movie_id: &str) -> impl Future<Output = StoreResult<Movie>> + Send;
+
+    /// Seats currently taken (live holds and bookings), in seat order. Never an expired hold.
+    fn seat_map(&self, movie_id: &str) -> impl Future<Output = StoreResult<Vec<TakenSeat>>> + Send;
+
+    /// Holds all of `seats` for `user` or none of them. The seats must belong to `movie`'s grid.
+    fn hold(
+        &self,
+        movie: &Movie,
+        seats: Vec<SeatId>,
+        user: &UserId,
+    ) -> impl Future<Output = StoreResult<Hold>> + Send;
+
+    /// Books the session's seats for good. Confirming twice answers the same booking.
+    fn confirm(
+        &self,
+        session: SessionId,
+        user: &UserId,
+    ) -> impl Future<Output = StoreResult<Booking>> + Send;
+
+    /// Frees the session's seats. Releasing twice is harmless.
+    fn release(
+        &self,
+        session: SessionId,
+        user: &UserId,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Deletes up to `batch` expired holds; returns how many went. Garbage collection only:
+    /// no answer of the store depends on it having run.
+    fn reap_expired(&self, batch: u32) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Whether the backing storage answers.
+    fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+/// Puts a multi-seat request into lock order (byte order of seat id) and refuses duplicates.
+pub(crate) fn lock_order(mut seats: Vec<SeatId>) -> StoreResult<Vec<SeatId>> {
+    seats.sort();
+    if seats.is_empty() {
+        return Err(StoreError::NoSeats);
+    }
+    if let Some(pair) = seats.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(StoreError::DuplicateSeat(pair[0].clone()));
+    }
+    Ok(seats)
+}

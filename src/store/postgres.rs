@@ -1,0 +1,473 @@
+//! `PgStore`: the PostgreSQL store. All SQL lives here.
+//!
+//! The unique (movie, seat) key of `seat_holds` is what keeps two people off one seat; the
+//! code around it only decides which answer each request gets.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::{HoldPolicy, SeatStore, StoreError, StoreResult, lock_order};
+use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
+
+/// Namespace (first key) of the per-user advisory lock that serialises the hold limit check.
+const USER_LOCK_NAMESPACE: i32 = 0x_b0c5;
+
+/// How the connection pool is set up.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it is told 503.
+    pub acquire_timeout: Duration,
+    /// Server-side cap on one statement, lock waits included.
+    pub statement_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    policy: HoldPolicy,
+    /// Movies rarely change; a miss falls through to the database, so a room added with SQL
+    /// is served without a restart.
+    movies: Arc<RwLock<HashMap<String, Movie>>>,
+}
+
+/// A seat that changed state, as the side writes (session status, and later the ledger and
+/// change notifications) need it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct SeatChange {
+    movie_id: String,
+    seat_id: String,
+    session_id: Uuid,
+    user_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChangeKind {
+    Held,
+    Confirmed,
+    Released,
+    Expired,
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    movie_id: String,
+    user_id: String,
+    seat_count: i32,
+    status: String,
+    /// Still marked held, but its time has passed.
+    lapsed: bool,
+}
+
+impl PgStore {
+    /// Connects lazily (the first request opens the first connection) and runs migrations.
+    pub async fn connect(url: &str, pool: &PoolSettings, policy: HoldPolicy) -> StoreResult<Self> {
+        let options: PgConnectOptions = url.parse().map_err(StoreError::Database)?;
+        let statement_timeout = pool.statement_timeout.as_millis().to_string();
+        let options = options
+            .application_name("boxoffice")
+            .options([("statement_timeout", statement_timeout.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(pool.max_connections)
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_lazy_with(options);
+        let store = Self::new(pool, policy);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Wraps a pool whose database is already migrated.
+    pub fn new(pool: PgPool, policy: HoldPolicy) -> Self {
+        Self {
+            pool,
+            policy,
+            movies: Arc::default(),
+        }
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!().run(&self.pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => classify(e),
+            other => StoreError::Database(sqlx::Error::Migrate(Box::new(other))),
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Locks a session row for the rest of the transaction; `SessionNotFound` unless it is
+    /// `user`'s.
+    async fn lock_session(
+        conn: &mut PgConnection,
+        session: SessionId,
+        user: &UserId,
+    ) -> StoreResult<SessionRow> {
+        let row: Option<SessionRow> = sqlx::query_as(
+            "select movie_id, user_id, seat_count, status,
+                    (status = 'held' and expires_at <= now()) as lapsed
+             from hold_sessions where id = $1 for update",
+        )
+        .bind(session.0)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(classify)?;
+        row.filter(|row| row.user_id == user.as_str())
+            .ok_or(StoreError::SessionNotFound)
+    }
+
+    /// Locks the session's seat rows in seat order and returns them.
+    async fn lock_session_seats(
+        conn: &mut PgConnection,
+        session: SessionId,
+    ) -> StoreResult<Vec<SeatChange>> {
+        sqlx::query_as(
+            r#"select movie_id, seat_id, session_id, user_id from seat_holds
+               where session_id = $1 and (status = 'confirmed' or expires_at > now())
+               order by seat_id collate "C" for update"#,
+        )
+        .bind(session.0)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(classify)
+    }
+}
+
+/// The one place a state change's side writes go, in the transaction of the change itself.
+///
+/// Today that is the status of sessions whose holds expired; the booking ledger and change
+/// notifications belong here too.
+async fn record(
+    conn: &mut PgConnection,
+    kind: ChangeKind,
+    changes: &[SeatChange],
+) -> StoreResult<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    for c in changes {
+        tracing::debug!(
+            ?kind,
+            movie_id = %c.movie_id,
+            seat_id = %c.seat_id,
+            session_id = %c.session_id,
+            user_id = %c.user_id,
+            "seat change"
+        );
+    }
+    if kind == ChangeKind::Expired {
+        let sessions: Vec<Uuid> = changes.iter().map(|c| c.session_id).collect();
+        sqlx::query(
+            "update hold_sessions set status = 'expired', ended_at = now()
+             where id = any($1) and status = 'held'",
+        )
+        .bind(sessions)
+        .execute(&mut *conn)
+        .await
+        .map_err(classify)?;
+    }
+    Ok(())
+}
+
+fn seat_ids(changes: &[SeatChange]) -> Vec<SeatId> {
+    changes
+        .iter()
+        .map(|c| {
+            SeatId::parse(&c.seat_id).expect("the table's check constraint admits valid ids only")
+        })
+        .collect()
+}
+
+impl SeatStore for PgStore {
+    async fn movies(&self) -> StoreResult<Vec<Movie>> {
+        let movies: Vec<Movie> =
+            sqlx::query_as("select id, title, rows, seats_per_row from movies order by title, id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+        let mut cache = self.movies.write().expect("movie cache poisoned");
+        cache.clear();
+        cache.extend(movies.iter().map(|m| (m.id.clone(), m.clone())));
+        Ok(movies)
+    }
+
+    async fn movie(&self, movie_id: &str) -> StoreResult<Movie> {
+        if let Some(movie) = self
+            .movies
+            .read()
+            .expect("movie cache poisoned")
+            .get(movie_id)
+        {
+            return Ok(movie.clone());
+        }
+        let movie: Movie =
+            sqlx::query_as("select id, title, rows, seats_per_row from movies where id = $1")
+                .bind(movie_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(classify)?
+                .ok_or(StoreError::MovieNotFound)?;
+        self.movies
+            .write()
+            .expect("movie cache poisoned")
+            .insert(movie.id.clone(), movie.clone());
+        Ok(movie)
+    }
+
+    async fn seat_map(&self, movie_id: &str) -> StoreResult<Vec<TakenSeat>> {
+        let rows: Vec<(String, String, bool)> = sqlx::query_as(
+            r#"select seat_id, user_id, status = 'confirmed' from seat_holds
+               where movie_id = $1 and (status = 'confirmed' or expires_at > now())
+               order by seat_id collate "C""#,
+        )
+        .bind(movie_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.into_iter()
+            .map(|(seat_id, user_id, confirmed)| {
+                Ok(TakenSeat {
+                    seat_id: SeatId::parse(&seat_id).map_err(|_| corrupt("seat_id", &seat_id))?,
+                    user_id: UserId::parse(user_id)
+                        .map_err(|e| corrupt("user_id", &e.to_string()))?,
+                    confirmed,
+                })
+            })
+            .collect()
+    }
+
+    async fn hold(&self, movie: &Movie, seats: Vec<SeatId>, user: &UserId) -> StoreResult<Hold> {
+        let seats = lock_order(seats)?;
+        let seat_strs: Vec<&str> = seats.iter().map(SeatId::as_str).collect();
+        let session = SessionId::new();
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+
+        // Expired holds on these seats are taken over now, whether or not the reaper has run.
+        let expired: Vec<SeatChange> = sqlx::query_as(
+            "delete from seat_holds
+             where movie_id = $1 and seat_id = any($2) and status = 'held' and expires_at <= now()
+             returning movie_id, seat_id, session_id, user_id",
+        )
+        .bind(&movie.id)
+        .bind(&seat_strs)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+
+        // Seat rows before the session row (the foreign key is deferred): a request that loses
+        // the race locks nothing and writes nothing.
+        let won: Vec<(String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+            r#"insert into seat_holds (movie_id, seat_id, session_id, user_id, expires_at)
+               select $1, seat, $3, $4, now() + make_interval(secs => $5)
+               from unnest($2::text[]) as seat order by seat collate "C"
+               on conflict do nothing
+               returning seat_id, expires_at, now()"#,
+        )
+        .bind(&movie.id)
+        .bind(&seat_strs)
+        .bind(session.0)
+        .bind(user.as_str())
+        .bind(self.policy.ttl.as_secs_f64())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+
+        if won.len() < seats.len() {
+            let taken = seats
+                .into_iter()
+                .filter(|seat| !won.iter().any(|(won, ..)| won == seat.as_str()))
+                .collect();
+            // Dropping `tx` rolls back whatever seats this request did get.
+            return Err(StoreError::SeatTaken(taken));
+        }
+
+        // The limit spans movies, so it is serialised per user. The lock is its own statement:
+        // a count in the same statement would read a snapshot taken before the lock wait.
+        sqlx::query("select pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(USER_LOCK_NAMESPACE)
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let (live,): (i64,) = sqlx::query_as(
+            "select count(*) from seat_holds
+             where user_id = $1 and status = 'held' and expires_at > now()",
+        )
+        .bind(user.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let limit = self.policy.max_holds_per_user;
+        if live > i64::from(limit) {
+            return Err(StoreError::LimitReached { limit });
+        }
+
+        let (expires_at, server_time) = (won[0].1, won[0].2);
+        sqlx::query(
+            "insert into hold_sessions (id, movie_id, user_id, seat_count, expires_at, created_at)
+             values ($1, $2, $3, $4, $5, now())",
+        )
+        .bind(session.0)
+        .bind(&movie.id)
+        .bind(user.as_str())
+        .bind(i32::try_from(seats.len()).expect("a room has at most 26 * 50 seats"))
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+
+        record(&mut tx, ChangeKind::Expired, &expired).await?;
+        let held: Vec<SeatChange> = seats
+            .iter()
+            .map(|seat| SeatChange {
+                movie_id: movie.id.clone(),
+                seat_id: seat.to_string(),
+                session_id: session.0,
+                user_id: user.to_string(),
+            })
+            .collect();
+        record(&mut tx, ChangeKind::Held, &held).await?;
+        tx.commit().await.map_err(classify)?;
+
+        Ok(Hold {
+            session_id: session,
+            movie_id: movie.id.clone(),
+            seats,
+            user_id: user.clone(),
+            expires_at,
+            server_time,
+        })
+    }
+
+    async fn confirm(&self, session: SessionId, user: &UserId) -> StoreResult<Booking> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let row = Self::lock_session(&mut tx, session, user).await?;
+        let booking = |seats: &[SeatChange]| Booking {
+            session_id: session,
+            movie_id: row.movie_id.clone(),
+            seats: seat_ids(seats),
+            user_id: user.clone(),
+        };
+        match row.status.as_str() {
+            "confirmed" => {
+                let seats = Self::lock_session_seats(&mut tx, session).await?;
+                return Ok(booking(&seats));
+            }
+            "released" => return Err(StoreError::Released),
+            "expired" => return Err(StoreError::Expired),
+            _ if row.lapsed => return Err(StoreError::Expired),
+            _ => {}
+        }
+
+        let seats = Self::lock_session_seats(&mut tx, session).await?;
+        if seats.len() != usize::try_from(row.seat_count).unwrap_or(0) {
+            // Part of the group lapsed and was taken over: the hold as a whole is gone.
+            return Err(StoreError::Expired);
+        }
+        sqlx::query(
+            "update seat_holds set status = 'confirmed', expires_at = null, confirmed_at = now()
+             where session_id = $1",
+        )
+        .bind(session.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        sqlx::query(
+            "update hold_sessions set status = 'confirmed', confirmed_at = now() where id = $1",
+        )
+        .bind(session.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        record(&mut tx, ChangeKind::Confirmed, &seats).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(booking(&seats))
+    }
+
+    async fn release(&self, session: SessionId, user: &UserId) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let row = Self::lock_session(&mut tx, session, user).await?;
+        match row.status.as_str() {
+            "confirmed" => return Err(StoreError::AlreadyConfirmed),
+            "released" => return Ok(()),
+            "expired" => return Err(StoreError::Expired),
+            _ if row.lapsed => return Err(StoreError::Expired),
+            _ => {}
+        }
+        let seats = Self::lock_session_seats(&mut tx, session).await?;
+        sqlx::query("delete from seat_holds where session_id = $1")
+            .bind(session.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        sqlx::query("update hold_sessions set status = 'released', ended_at = now() where id = $1")
+            .bind(session.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        record(&mut tx, ChangeKind::Released, &seats).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn reap_expired(&self, batch: u32) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // `skip locked` never waits, so reapers in several processes neither block each other
+        // nor a hold or confirm that is busy with one of these rows.
+        let expired: Vec<SeatChange> = sqlx::query_as(
+            "with doomed as (
+                 select movie_id, seat_id from seat_holds
+                 where status = 'held' and expires_at <= now()
+                 limit $1 for update skip locked)
+             delete from seat_holds s using doomed d
+             where s.movie_id = d.movie_id and s.seat_id = d.seat_id
+             returning s.movie_id, s.seat_id, s.session_id, s.user_id",
+        )
+        .bind(i64::from(batch))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        record(&mut tx, ChangeKind::Expired, &expired).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(expired.len() as u64)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("select 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(classify)
+    }
+}
+
+/// Sorts a database error into "try again later" (503) and "bug" (500).
+fn classify(error: sqlx::Error) -> StoreError {
+    let transient = match &error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            // serialization failure, deadlock, out of connections, lock timeout,
+            // statement timeout, server shutting down or starting up
+            Some("40001" | "40P01" | "53300" | "55P03" | "57014" | "57P01" | "57P02" | "57P03")
+        ),
+        _ => false,
+    };
+    if transient {
+        StoreError::Unavailable(error)
+    } else {
+        StoreError::Database(error)
+    }
+}
+
+fn corrupt(column: &str, value: &str) -> StoreError {
+    StoreError::Database(sqlx::Error::Decode(
+        format!("seat_holds.{column} holds an invalid value {value:?}").into(),
+    ))
+}
