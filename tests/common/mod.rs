@@ -1,0 +1,363 @@
+//! Test support: a fresh PostgreSQL database per test, and the real server on a free port.
+//!
+//! The database server is `DATABASE_URL` when set; otherwise a throwaway cluster is started
+//! from the local PostgreSQL binaries for this test process. If neither works, tests fail
+//! with a message saying how to provide one; they never skip.
+
+#![allow(dead_code)] // each test crate uses its own part of this module
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use boxoffice::Config;
+use boxoffice::store::postgres::PoolSettings;
+use boxoffice::store::{HoldPolicy, MemoryStore, PgStore, SeatStore};
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const LONG_TTL: Duration = Duration::from_secs(120);
+pub const SHORT_TTL: Duration = Duration::from_millis(400);
+
+pub fn policy(ttl: Duration, max_holds_per_user: u32) -> HoldPolicy {
+    HoldPolicy {
+        ttl,
+        max_holds_per_user,
+    }
+}
+
+/// Sleeps until a hold granted at `server_time` and lasting until `expires_at` has lapsed.
+/// Time has to pass here: there is no event to wait for.
+pub async fn wait_until_lapsed(server_time: DateTime<Utc>, expires_at: DateTime<Utc>) {
+    let ttl = (expires_at - server_time)
+        .to_std()
+        .expect("expires after it was granted");
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL
+
+/// The server every test database lives on, as a URL without a database name.
+fn server_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => throwaway_cluster(),
+    })
+}
+
+/// `url` with its database name replaced by `database`.
+pub fn url_for_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let host_part = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    format!("{host_part}/{database}{query}")
+}
+
+/// A database of its own for one test, dropped when the value is.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let name = format!("boxoffice_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = admin_connection().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let db = Self {
+            url: url_for_database(server_url(), &name),
+            name,
+        };
+        let pool = db.pool(2).await;
+        PgStore::new(pool.clone(), policy(LONG_TTL, 8))
+            .migrate()
+            .await
+            .expect("migrate test database");
+        pool.close().await;
+        db
+    }
+
+    pub fn options(&self) -> PgConnectOptions {
+        self.url.parse().expect("test database URL")
+    }
+
+    pub async fn pool(&self, max_connections: u32) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(self.options())
+            .await
+            .expect("connect to test database")
+    }
+
+    /// A store on a pool of its own, like one server process.
+    pub async fn store(&self, policy: HoldPolicy, max_connections: u32) -> PgStore {
+        PgStore::new(self.pool(max_connections).await, policy)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; a thread with a runtime of its own may block.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(async {
+                    let mut admin = admin_connection().await;
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "drop database if exists {name} with (force)"
+                    )))
+                    .execute(&mut admin)
+                    .await
+                })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(_))) && !std::thread::panicking() {
+            eprintln!("warning: could not drop test database {}", self.name);
+        }
+    }
+}
+
+async fn admin_connection() -> PgConnection {
+    let url = url_for_database(server_url(), "postgres");
+    PgConnection::connect(&url).await.unwrap_or_else(|error| {
+        panic!(
+            "cannot reach PostgreSQL at {url}: {error}\n\
+             Tests need PostgreSQL: set DATABASE_URL to a server where this user may create \
+             databases (e.g. postgres://postgres@127.0.0.1:5432/postgres), or install the \
+             PostgreSQL server binaries (initdb, pg_ctl) so a throwaway cluster can be started."
+        )
+    })
+}
+
+/// Starts a private PostgreSQL cluster for this test process and returns its URL. It is
+/// stopped when the process exits.
+fn throwaway_cluster() -> String {
+    let bin = postgres_bin_dir().unwrap_or_else(|| {
+        panic!(
+            "DATABASE_URL is not set and no PostgreSQL server binaries (initdb, pg_ctl) were \
+             found on PATH or under /usr/lib/postgresql. Set DATABASE_URL, or install \
+             PostgreSQL (Debian: apt-get install postgresql)."
+        )
+    });
+    let dir = tempfile::Builder::new()
+        .prefix("boxoffice-pg-")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
+    let data = dir.join("data");
+    let port = free_port();
+    let as_root = unsafe { libc::geteuid() } == 0;
+    if as_root {
+        // initdb refuses to run as root: the cluster belongs to the postgres user.
+        run(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir));
+    }
+    let pg = |tool: &str| pg_command(&bin, tool, as_root);
+    run(pg("initdb")
+        .args([
+            "--auth=trust",
+            "--username=postgres",
+            "--encoding=UTF8",
+            "-D",
+        ])
+        .arg(&data));
+    let options = format!(
+        "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=300",
+        dir.display()
+    );
+    run(pg("pg_ctl")
+        .args(["-w", "-D"])
+        .arg(&data)
+        .args(["-o", &options, "-l"])
+        .arg(dir.join("log"))
+        .arg("start"));
+    STOP_CLUSTER.set((bin, data, as_root)).ok();
+    unsafe { libc::atexit(stop_cluster) };
+    format!("postgres://postgres@127.0.0.1:{port}/postgres")
+}
+
+static STOP_CLUSTER: OnceLock<(PathBuf, PathBuf, bool)> = OnceLock::new();
+
+extern "C" fn stop_cluster() {
+    if let Some((bin, data, as_root)) = STOP_CLUSTER.get() {
+        let _ = pg_command(bin, "pg_ctl", *as_root)
+            .args(["-m", "immediate", "-D"])
+            .arg(data)
+            .arg("stop")
+            .output();
+    }
+}
+
+/// A PostgreSQL tool, run as the postgres user when we are root.
+fn pg_command(bin: &Path, tool: &str, as_root: bool) -> Command {
+    if as_root {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(bin.join(tool));
+        command
+    } else {
+        Command::new(bin.join(tool))
+    }
+}
+
+fn postgres_bin_dir() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
+    });
+    on_path.or_else(|| {
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
+            .filter(|bin| bin.join("initdb").is_file())
+            .collect();
+        versions.sort();
+        versions.pop()
+    })
+}
+
+fn run(command: &mut Command) {
+    let output = command.output().expect("run a PostgreSQL tool");
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+// ---------------------------------------------------------------------------------------
+// Stores, for the contract suite
+
+/// A store under test, and whatever must live as long as it.
+pub struct Opened<S> {
+    pub store: S,
+    pub db: Option<TestDb>,
+}
+
+pub trait Backend {
+    type Store: SeatStore;
+    fn open(policy: HoldPolicy) -> impl Future<Output = Opened<Self::Store>>;
+}
+
+pub struct Memory;
+pub struct Postgres;
+
+impl Backend for Memory {
+    type Store = MemoryStore;
+    async fn open(policy: HoldPolicy) -> Opened<MemoryStore> {
+        Opened {
+            store: MemoryStore::new(policy),
+            db: None,
+        }
+    }
+}
+
+impl Backend for Postgres {
+    type Store = PgStore;
+    async fn open(policy: HoldPolicy) -> Opened<PgStore> {
+        let db = TestDb::new().await;
+        Opened {
+            store: db.store(policy, 8).await,
+            db: Some(db),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The server
+
+pub fn test_config() -> Config {
+    Config {
+        bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        static_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("static"),
+        ..Config::default()
+    }
+}
+
+/// The real router served on a free port of 127.0.0.1 until dropped.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn<S: SeatStore>(store: S, config: Config) -> Self {
+        let listener = TcpListener::bind(config.bind_addr).await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            boxoffice::serve(listener, store, &config, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve");
+        });
+        Self {
+            addr,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn pool_settings(max_connections: u32) -> PoolSettings {
+    PoolSettings {
+        max_connections,
+        acquire_timeout: Duration::from_secs(30),
+        statement_timeout: Duration::from_secs(30),
+    }
+}
+
+/// Raises this process's open-files limit to its hard limit, for tests that open many sockets.
+pub fn raise_open_files_limit() {
+    unsafe {
+        let mut limit = std::mem::zeroed::<libc::rlimit>();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

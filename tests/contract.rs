@@ -1,0 +1,407 @@
+//! The `SeatStore` contract, written once and run against both stores.
+
+mod common;
+
+use boxoffice::domain::{Hold, Movie, SeatId, UserId, seed_movies};
+use boxoffice::store::{SeatStore, StoreError};
+use common::{Backend, LONG_TTL, Opened, SHORT_TTL, policy, wait_until_lapsed};
+
+fn user(name: &str) -> UserId {
+    UserId::parse(name.to_owned()).unwrap()
+}
+
+fn seats(ids: &[&str]) -> Vec<SeatId> {
+    ids.iter().map(|id| SeatId::parse(id).unwrap()).collect()
+}
+
+async fn movie<S: SeatStore>(store: &S, id: &str) -> Movie {
+    store.movie(id).await.unwrap()
+}
+
+async fn hold<S: SeatStore>(
+    store: &S,
+    movie_id: &str,
+    ids: &[&str],
+    who: &str,
+) -> Result<Hold, StoreError> {
+    let movie = movie(store, movie_id).await;
+    store.hold(&movie, seats(ids), &user(who)).await
+}
+
+/// The seat map as (seat, user, confirmed) triples.
+async fn taken<S: SeatStore>(store: &S, movie_id: &str) -> Vec<(String, String, bool)> {
+    store
+        .seat_map(movie_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.seat_id.to_string(), t.user_id.to_string(), t.confirmed))
+        .collect()
+}
+
+fn row(seat: &str, user: &str, confirmed: bool) -> (String, String, bool) {
+    (seat.into(), user.into(), confirmed)
+}
+
+async fn open<B: Backend>() -> Opened<B::Store> {
+    B::open(policy(LONG_TTL, 8)).await
+}
+
+async fn both_stores_serve_the_seeded_movies<B: Backend>() {
+    let s = open::<B>().await;
+    let mut expected = seed_movies();
+    expected.sort_by(|a, b| a.title.cmp(&b.title));
+    assert_eq!(s.store.movies().await.unwrap(), expected);
+    assert!(matches!(
+        s.store.movie("no-such-film").await,
+        Err(StoreError::MovieNotFound)
+    ));
+}
+
+async fn holding_a_free_seat_starts_a_live_session<B: Backend>() {
+    let s = open::<B>().await;
+    let h = hold(&s.store, "inception", &["C7"], "alice").await.unwrap();
+    assert_eq!(h.seats, seats(&["C7"]));
+    assert_eq!(h.movie_id, "inception");
+    assert_eq!((h.expires_at - h.server_time).to_std().unwrap(), LONG_TTL);
+    assert_eq!(
+        taken(&s.store, "inception").await,
+        [row("C7", "alice", false)]
+    );
+    assert_eq!(taken(&s.store, "dune-part-two").await, []);
+}
+
+async fn a_second_hold_on_a_held_seat_is_rejected<B: Backend>() {
+    let s = open::<B>().await;
+    hold(&s.store, "inception", &["A1"], "alice").await.unwrap();
+    for who in ["bob", "alice"] {
+        match hold(&s.store, "inception", &["A1"], who).await {
+            Err(StoreError::SeatTaken(seats_taken)) => assert_eq!(seats_taken, seats(&["A1"])),
+            other => panic!("expected SeatTaken, got {other:?}"),
+        }
+    }
+    // The same seat id in another movie is another seat.
+    hold(&s.store, "dune-part-two", &["A1"], "bob")
+        .await
+        .unwrap();
+    assert_eq!(
+        taken(&s.store, "inception").await,
+        [row("A1", "alice", false)]
+    );
+}
+
+async fn a_group_hold_is_all_or_nothing<B: Backend>() {
+    let s = open::<B>().await;
+    hold(&s.store, "the-grand-budapest-hotel", &["A2"], "alice")
+        .await
+        .unwrap();
+    match hold(
+        &s.store,
+        "the-grand-budapest-hotel",
+        &["A3", "A2", "A1"],
+        "bob",
+    )
+    .await
+    {
+        Err(StoreError::SeatTaken(seats_taken)) => assert_eq!(seats_taken, seats(&["A2"])),
+        other => panic!("expected SeatTaken, got {other:?}"),
+    }
+    assert_eq!(
+        taken(&s.store, "the-grand-budapest-hotel").await,
+        [row("A2", "alice", false)]
+    );
+    let group = hold(
+        &s.store,
+        "the-grand-budapest-hotel",
+        &["A3", "A10", "A1"],
+        "bob",
+    )
+    .await;
+    // Seats come back in lock order: byte order, so A10 sorts before A3.
+    assert_eq!(group.unwrap().seats, seats(&["A1", "A10", "A3"]));
+}
+
+async fn a_seat_listed_twice_is_refused<B: Backend>() {
+    let s = open::<B>().await;
+    assert!(matches!(
+        hold(&s.store, "inception", &["B1", "B2", "B1"], "alice").await,
+        Err(StoreError::DuplicateSeat(seat)) if seat.as_str() == "B1"
+    ));
+    assert_eq!(taken(&s.store, "inception").await, []);
+}
+
+async fn confirming_books_the_seat_for_good<B: Backend>() {
+    let s = B::open(policy(SHORT_TTL, 8)).await;
+    let h = hold(&s.store, "inception", &["B4"], "alice").await.unwrap();
+    let booking = s.store.confirm(h.session_id, &user("alice")).await.unwrap();
+    assert_eq!(booking.seats, seats(&["B4"]));
+    assert_eq!(booking.movie_id, "inception");
+    assert_eq!(booking.user_id, user("alice"));
+    assert_eq!(
+        taken(&s.store, "inception").await,
+        [row("B4", "alice", true)]
+    );
+
+    // Long after the hold would have lapsed, and after a reaper run, it is still booked.
+    wait_until_lapsed(h.server_time, h.expires_at).await;
+    s.store.reap_expired(100).await.unwrap();
+    assert!(matches!(
+        hold(&s.store, "inception", &["B4"], "bob").await,
+        Err(StoreError::SeatTaken(_))
+    ));
+    assert_eq!(
+        taken(&s.store, "inception").await,
+        [row("B4", "alice", true)]
+    );
+    // Confirming again answers the same booking.
+    assert_eq!(
+        s.store.confirm(h.session_id, &user("alice")).await.unwrap(),
+        booking
+    );
+}
+
+async fn someone_elses_session_looks_unknown_and_stays_unchanged<B: Backend>() {
+    let s = open::<B>().await;
+    let h = hold(&s.store, "inception", &["D1"], "alice").await.unwrap();
+    assert!(matches!(
+        s.store.confirm(h.session_id, &user("mallory")).await,
+        Err(StoreError::SessionNotFound)
+    ));
+    assert!(matches!(
+        s.store.release(h.session_id, &user("mallory")).await,
+        Err(StoreError::SessionNotFound)
+    ));
+    assert!(matches!(
+        s.store
+            .confirm(boxoffice::domain::SessionId::new(), &user("alice"))
+            .await,
+        Err(StoreError::SessionNotFound)
+    ));
+    assert_eq!(
+        taken(&s.store, "inception").await,
+        [row("D1", "alice", false)]
+    );
+    s.store.confirm(h.session_id, &user("alice")).await.unwrap();
+    assert!(matches!(
+        s.store.confirm(h.session_id, &user("mallory")).await,
+        Err(StoreError::SessionNotFound)
+    ));
+}
+
+async fn releasing_frees_the_seat<B: Backend>() {
+    let s = open::<B>().await;
+    let h = hold(&s.store, "inception", &["E8"], "alice").await.unwrap();
+    s.store.release(h.session_id, &user("alice")).await.unwrap();
+    assert_eq!(taken(&s.store, "inception").await, []);
+    // Releasing twice is harmless; confirming a released hold is not possible.
+    s.store.release(h.session_id, &user("alice")).await.unwrap();
+    assert!(matches!(
+        s.store.confirm(h.session_id, &user("alice")).await,
+        Err(StoreError::Released)
+    ));
+    hold(&s.store, "inception", &["E8"], "bob").await.unwrap();
+    assert_eq!(
+        taken(&s.store, "inception").await,
+        [row("E8", "bob", false)]
+    );
+}
+
+async fn a_confirmed_booking_cannot_be_released<B: Backend>() {
+    let s = open::<B>().await;
+    let h = hold(&s.store, "inception", &["C3"], "alice").await.unwrap();
+    s.store.confirm(h.session_id, &user("alice")).await.unwrap();
+    assert!(matches!(
+        s.store.release(h.session_id, &user("alice")).await,
+        Err(StoreError::AlreadyConfirmed)
+    ));
+    assert_eq!(
+        taken(&s.store, "inception").await,
+        [row("C3", "alice", true)]
+    );
+}
+
+async fn an_expired_hold_frees_the_seat_before_any_reaper_run<B: Backend>() {
+    let s = B::open(policy(SHORT_TTL, 8)).await;
+    let h = hold(&s.store, "inception", &["A5"], "alice").await.unwrap();
+    assert_eq!((h.expires_at - h.server_time).to_std().unwrap(), SHORT_TTL);
+    wait_until_lapsed(h.server_time, h.expires_at).await;
+
+    assert_eq!(taken(&s.store, "inception").await, []);
+    let next = hold(&s.store, "inception", &["A5"], "bob").await.unwrap();
+    assert_eq!(
+        taken(&s.store, "inception").await,
+        [row("A5", "bob", false)]
+    );
+    assert!(matches!(
+        s.store.confirm(h.session_id, &user("alice")).await,
+        Err(StoreError::Expired)
+    ));
+    assert!(matches!(
+        s.store.release(h.session_id, &user("alice")).await,
+        Err(StoreError::Expired)
+    ));
+    // Alice's late attempts changed nothing of Bob's.
+    s.store
+        .confirm(next.session_id, &user("bob"))
+        .await
+        .unwrap();
+    assert_eq!(taken(&s.store, "inception").await, [row("A5", "bob", true)]);
+}
+
+async fn an_untouched_expired_hold_cannot_be_confirmed_or_released<B: Backend>() {
+    let s = B::open(policy(SHORT_TTL, 8)).await;
+    let h = hold(&s.store, "inception", &["A6"], "alice").await.unwrap();
+    wait_until_lapsed(h.server_time, h.expires_at).await;
+    assert!(matches!(
+        s.store.confirm(h.session_id, &user("alice")).await,
+        Err(StoreError::Expired)
+    ));
+    assert!(matches!(
+        s.store.release(h.session_id, &user("alice")).await,
+        Err(StoreError::Expired)
+    ));
+    // Ownership is still checked first: to anyone else it is unknown.
+    assert!(matches!(
+        s.store.confirm(h.session_id, &user("bob")).await,
+        Err(StoreError::SessionNotFound)
+    ));
+    assert_eq!(taken(&s.store, "inception").await, []);
+}
+
+async fn the_per_user_limit_counts_live_holds_across_movies<B: Backend>() {
+    let s = B::open(policy(LONG_TTL, 3)).await;
+    let first = hold(&s.store, "inception", &["A1", "A2"], "alice")
+        .await
+        .unwrap();
+    let third = hold(&s.store, "dune-part-two", &["A1"], "alice")
+        .await
+        .unwrap();
+    assert!(matches!(
+        hold(&s.store, "inception", &["A3"], "alice").await,
+        Err(StoreError::LimitReached { limit: 3 })
+    ));
+    // A group that would cross the limit is refused whole.
+    s.store
+        .release(third.session_id, &user("alice"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        hold(&s.store, "inception", &["B1", "B2"], "alice").await,
+        Err(StoreError::LimitReached { limit: 3 })
+    ));
+    assert_eq!(
+        taken(&s.store, "inception").await,
+        [row("A1", "alice", false), row("A2", "alice", false)]
+    );
+    // Other users are not affected, and confirmed seats do not count.
+    hold(&s.store, "inception", &["C1"], "bob").await.unwrap();
+    s.store
+        .confirm(first.session_id, &user("alice"))
+        .await
+        .unwrap();
+    hold(&s.store, "inception", &["D1", "D2", "D3"], "alice")
+        .await
+        .unwrap();
+}
+
+async fn expired_holds_do_not_count_toward_the_limit<B: Backend>() {
+    let s = B::open(policy(SHORT_TTL, 1)).await;
+    let h = hold(&s.store, "inception", &["A1"], "alice").await.unwrap();
+    assert!(matches!(
+        hold(&s.store, "inception", &["A2"], "alice").await,
+        Err(StoreError::LimitReached { limit: 1 })
+    ));
+    wait_until_lapsed(h.server_time, h.expires_at).await;
+    hold(&s.store, "inception", &["A2"], "alice").await.unwrap();
+}
+
+async fn concurrent_holds_by_one_user_stop_at_the_limit<B: Backend>() {
+    let s = B::open(policy(LONG_TTL, 3)).await;
+    let room = movie(&s.store, "the-grand-budapest-hotel").await;
+    let attempts = (1..=16).map(|n| {
+        let (store, room) = (s.store.clone(), room.clone());
+        tokio::spawn(async move {
+            store
+                .hold(&room, seats(&[&format!("A{n}")]), &user("greedy"))
+                .await
+        })
+    });
+    let mut won = 0;
+    for attempt in futures::future::join_all(attempts).await {
+        match attempt.unwrap() {
+            Ok(_) => won += 1,
+            Err(StoreError::LimitReached { limit: 3 }) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won, 3);
+    assert_eq!(taken(&s.store, "the-grand-budapest-hotel").await.len(), 3);
+}
+
+async fn the_reaper_removes_expired_holds_in_batches<B: Backend>() {
+    let s = B::open(policy(SHORT_TTL, 8)).await;
+    let mut last = None;
+    for seat in ["A1", "A2", "A3"] {
+        last = Some(hold(&s.store, "inception", &[seat], "alice").await.unwrap());
+    }
+    let kept = hold(&s.store, "inception", &["B1"], "bob").await.unwrap();
+    s.store
+        .confirm(kept.session_id, &user("bob"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.store.reap_expired(10).await.unwrap(),
+        0,
+        "nothing has expired yet"
+    );
+
+    let last = last.unwrap();
+    wait_until_lapsed(last.server_time, last.expires_at).await;
+    assert_eq!(s.store.reap_expired(2).await.unwrap(), 2);
+    assert_eq!(s.store.reap_expired(2).await.unwrap(), 1);
+    assert_eq!(s.store.reap_expired(2).await.unwrap(), 0);
+    assert_eq!(taken(&s.store, "inception").await, [row("B1", "bob", true)]);
+    assert!(matches!(
+        s.store.confirm(last.session_id, &user("alice")).await,
+        Err(StoreError::Expired)
+    ));
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name::<super::common::Memory>().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name::<super::common::Postgres>().await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    both_stores_serve_the_seeded_movies,
+    holding_a_free_seat_starts_a_live_session,
+    a_second_hold_on_a_held_seat_is_rejected,
+    a_group_hold_is_all_or_nothing,
+    a_seat_listed_twice_is_refused,
+    confirming_books_the_seat_for_good,
+    someone_elses_session_looks_unknown_and_stays_unchanged,
+    releasing_frees_the_seat,
+    a_confirmed_booking_cannot_be_released,
+    an_expired_hold_frees_the_seat_before_any_reaper_run,
+    an_untouched_expired_hold_cannot_be_confirmed_or_released,
+    the_per_user_limit_counts_live_holds_across_movies,
+    expired_holds_do_not_count_toward_the_limit,
+    concurrent_holds_by_one_user_stop_at_the_limit,
+    the_reaper_removes_expired_holds_in_batches,
+);
