@@ -1,0 +1,603 @@
+//! The HTTP API over the real router and a real client, backed by PostgreSQL: every route,
+//! every status code, and every kind of bad input.
+
+mod common;
+
+use std::time::Duration;
+
+use boxoffice::store::PgStore;
+use common::{LONG_TTL, SHORT_TTL, TestApp, TestDb, policy, test_config};
+use reqwest::{Method, StatusCode, header};
+use serde_json::{Value, json};
+
+struct Fixture {
+    app: TestApp,
+    db: TestDb,
+}
+
+async fn fixture_with(ttl: Duration, limit: u32) -> Fixture {
+    let db = TestDb::new().await;
+    let store = db.store(policy(ttl, limit), 8).await;
+    let mut config = test_config();
+    config.hold = policy(ttl, limit);
+    Fixture {
+        app: TestApp::spawn(store, config).await,
+        db,
+    }
+}
+
+async fn fixture() -> Fixture {
+    fixture_with(LONG_TTL, 8).await
+}
+
+impl Fixture {
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
+        let mut request = self.app.client.request(method, self.app.url(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request")
+    }
+
+    async fn hold(&self, movie: &str, seat: &str, user: &str) -> reqwest::Response {
+        let path = format!("/movies/{movie}/seats/{seat}/hold");
+        self.send(Method::POST, &path, Some(json!({ "user_id": user })))
+            .await
+    }
+
+    async fn held(&self, movie: &str, seat: &str, user: &str) -> Value {
+        let response = self.hold(movie, seat, user).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.unwrap()
+    }
+
+    async fn confirm(&self, session: &str, user: &str) -> reqwest::Response {
+        let path = format!("/sessions/{session}/confirm");
+        self.send(Method::PUT, &path, Some(json!({ "user_id": user })))
+            .await
+    }
+
+    async fn release(&self, session: &str, user: &str) -> reqwest::Response {
+        let path = format!("/sessions/{session}");
+        self.send(Method::DELETE, &path, Some(json!({ "user_id": user })))
+            .await
+    }
+
+    async fn seat_map(&self, movie: &str) -> Value {
+        let response = self
+            .send(Method::GET, &format!("/movies/{movie}/seats"), None)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// Rows in both booking tables: bad input must leave both untouched.
+    async fn row_counts(&self) -> (i64, i64) {
+        let pool = self.db.pool(1).await;
+        sqlx::query_as(
+            "select (select count(*) from seat_holds), (select count(*) from hold_sessions)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    }
+}
+
+/// Asserts a JSON error body with a human message and the stable `code`.
+async fn assert_error(response: reqwest::Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status for {code}");
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    assert_eq!(
+        content_type.as_ref().map(|v| v.to_str().unwrap()),
+        Some("application/json"),
+        "content type for {code}"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    body
+}
+
+fn session_id(hold: &Value) -> &str {
+    hold["session_id"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn movies_are_listed_with_their_room_size() {
+    let f = fixture().await;
+    let response = f.send(Method::GET, "/movies", None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let movies: Value = response.json().await.unwrap();
+    let inception = movies
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "inception")
+        .expect("inception is seeded");
+    assert_eq!(
+        inception,
+        &json!({"id": "inception", "title": "Inception", "rows": 5, "seats_per_row": 8})
+    );
+    assert_eq!(movies.as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_hold_answers_201_with_the_session_and_its_deadline() {
+    let f = fixture().await;
+    let response = f.hold("inception", "C7", "alice").await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys.len(), 5, "{body}");
+    for key in [
+        "session_id",
+        "movie_id",
+        "seat_id",
+        "expires_at",
+        "server_time",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {body}");
+    }
+    assert_eq!(body["movie_id"], "inception");
+    assert_eq!(body["seat_id"], "C7");
+    uuid::Uuid::parse_str(session_id(&body)).unwrap();
+    let at = |key: &str| chrono::DateTime::parse_from_rfc3339(body[key].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (at("expires_at") - at("server_time")).to_std().unwrap(),
+        LONG_TTL
+    );
+
+    // The map shows the seat, without the session id.
+    assert_eq!(
+        f.seat_map("inception").await,
+        json!([{"seat_id": "C7", "user_id": "alice", "booked": true, "confirmed": false}])
+    );
+}
+
+#[tokio::test]
+async fn a_held_seat_answers_409_seat_taken() {
+    let f = fixture().await;
+    f.held("inception", "A1", "alice").await;
+    let body = assert_error(
+        f.hold("inception", "A1", "bob").await,
+        StatusCode::CONFLICT,
+        "seat_taken",
+    )
+    .await;
+    assert_eq!(body["seats"], json!(["A1"]));
+    assert_eq!(body["error"], "seat A1 is already taken");
+}
+
+#[tokio::test]
+async fn confirm_answers_200_and_again_200() {
+    let f = fixture().await;
+    let hold = f.held("inception", "B2", "alice").await;
+    let expected = json!({
+        "session_id": session_id(&hold), "movie_id": "inception", "seat_id": "B2",
+        "user_id": "alice", "status": "confirmed",
+    });
+    for _ in 0..2 {
+        let response = f.confirm(session_id(&hold), "alice").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.json::<Value>().await.unwrap(), expected);
+    }
+    assert_eq!(
+        f.seat_map("inception").await,
+        json!([{"seat_id": "B2", "user_id": "alice", "booked": true, "confirmed": true}])
+    );
+    assert_error(
+        f.hold("inception", "B2", "bob").await,
+        StatusCode::CONFLICT,
+        "seat_taken",
+    )
+    .await;
+    assert_error(
+        f.release(session_id(&hold), "alice").await,
+        StatusCode::CONFLICT,
+        "already_confirmed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn release_answers_204_and_frees_the_seat() {
+    let f = fixture().await;
+    let hold = f.held("inception", "B3", "alice").await;
+    let response = f.release(session_id(&hold), "alice").await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(f.seat_map("inception").await, json!([]));
+    assert_error(
+        f.confirm(session_id(&hold), "alice").await,
+        StatusCode::GONE,
+        "hold_released",
+    )
+    .await;
+    f.held("inception", "B3", "bob").await;
+}
+
+#[tokio::test]
+async fn someone_elses_session_answers_404_and_changes_nothing() {
+    let f = fixture().await;
+    let hold = f.held("inception", "D4", "alice").await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+    for response in [
+        f.confirm(session_id(&hold), "mallory").await,
+        f.release(session_id(&hold), "mallory").await,
+        f.confirm(&unknown, "alice").await,
+        f.release(&unknown, "alice").await,
+    ] {
+        assert_error(response, StatusCode::NOT_FOUND, "session_not_found").await;
+    }
+    assert_eq!(
+        f.seat_map("inception").await,
+        json!([{"seat_id": "D4", "user_id": "alice", "booked": true, "confirmed": false}])
+    );
+    assert_eq!(
+        f.confirm(session_id(&hold), "alice").await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn an_expired_hold_answers_410_and_the_seat_is_free() {
+    let f = fixture_with(SHORT_TTL, 8).await;
+    let hold = f.held("inception", "E1", "alice").await;
+    let at = |key: &str| chrono::DateTime::parse_from_rfc3339(hold[key].as_str().unwrap()).unwrap();
+    common::wait_until_lapsed(at("server_time").to_utc(), at("expires_at").to_utc()).await;
+    assert_eq!(f.seat_map("inception").await, json!([]));
+    assert_error(
+        f.confirm(session_id(&hold), "alice").await,
+        StatusCode::GONE,
+        "hold_expired",
+    )
+    .await;
+    assert_error(
+        f.release(session_id(&hold), "alice").await,
+        StatusCode::GONE,
+        "hold_expired",
+    )
+    .await;
+    f.held("inception", "E1", "bob").await;
+}
+
+#[tokio::test]
+async fn the_hold_limit_answers_429() {
+    let f = fixture_with(LONG_TTL, 2).await;
+    f.held("inception", "A1", "alice").await;
+    f.held("dune-part-two", "A1", "alice").await;
+    let body = assert_error(
+        f.hold("inception", "A2", "alice").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "hold_limit",
+    )
+    .await;
+    assert_eq!(body["error"], "you can hold at most 2 seats at once");
+    f.held("inception", "A2", "bob").await;
+}
+
+#[tokio::test]
+async fn unknown_movies_and_seats_answer_404() {
+    let f = fixture().await;
+    assert_error(
+        f.send(Method::GET, "/movies/no-such-film/seats", None)
+            .await,
+        StatusCode::NOT_FOUND,
+        "movie_not_found",
+    )
+    .await;
+    assert_error(
+        f.hold("no-such-film", "A1", "alice").await,
+        StatusCode::NOT_FOUND,
+        "movie_not_found",
+    )
+    .await;
+    for outside in ["Z9", "F1", "A9", "E10"] {
+        assert_error(
+            f.hold("inception", outside, "alice").await,
+            StatusCode::NOT_FOUND,
+            "seat_not_found",
+        )
+        .await;
+    }
+    assert_eq!(f.row_counts().await, (0, 0));
+}
+
+#[tokio::test]
+async fn bad_input_answers_a_json_error_and_changes_nothing() {
+    let f = fixture().await;
+    let hold_a1 = "/movies/inception/seats/A1/hold";
+    let post_raw = |path: &str, content_type: Option<&str>, body: &str| {
+        let mut request = f.app.client.post(f.app.url(path)).body(body.to_owned());
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        request.send()
+    };
+    let json = Some("application/json");
+
+    for malformed in ["{", "{\"user_id\": }", "user_id=alice", ""] {
+        let response = post_raw(hold_a1, json, malformed).await.unwrap();
+        assert_error(response, StatusCode::BAD_REQUEST, "malformed_json").await;
+    }
+    for (body, code) in [
+        (json!({}), "invalid_body"),
+        (json!({"user_id": "alice", "admin": true}), "invalid_body"),
+        (json!({"user_id": 7}), "invalid_body"),
+        (json!({"user_id": null}), "invalid_body"),
+        (json!({"user_id": ""}), "invalid_user_id"),
+        (json!({"user_id": "a".repeat(65)}), "invalid_user_id"),
+        (json!({"user_id": "alice smith"}), "invalid_user_id"),
+        (
+            json!({"user_id": "x'; drop table seat_holds; --"}),
+            "invalid_user_id",
+        ),
+    ] {
+        let response = f.send(Method::POST, hold_a1, Some(body)).await;
+        assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, code).await;
+    }
+    for seat in [
+        "A0",
+        "A01",
+        "a1",
+        "A1;--",
+        "A1%27%20or%201=1",
+        "AA",
+        "%C3%841",
+    ] {
+        let response = f.hold("inception", seat, "alice").await;
+        assert_error(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_seat_id",
+        )
+        .await;
+    }
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let response = post_raw(hold_a1, content_type, r#"{"user_id":"alice"}"#)
+            .await
+            .unwrap();
+        assert_error(
+            response,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        )
+        .await;
+    }
+    let huge = format!(r#"{{"user_id":"{}"}}"#, "a".repeat(64 * 1024));
+    let response = post_raw(hold_a1, json, &huge).await.unwrap();
+    assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
+
+    for session in ["not-a-uuid", "1234", "00000000-0000-0000-0000-00000000000g"] {
+        assert_error(
+            f.confirm(session, "alice").await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_session_id",
+        )
+        .await;
+        assert_error(
+            f.release(session, "alice").await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_session_id",
+        )
+        .await;
+    }
+    assert_eq!(f.row_counts().await, (0, 0));
+    assert_eq!(f.seat_map("inception").await, json!([]));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_wrong_methods_answer_json() {
+    let f = fixture().await;
+    for path in [
+        "/nope",
+        "/movies/inception/seats/A1",
+        "/sessions",
+        "/static/../Cargo.toml",
+    ] {
+        assert_error(
+            f.send(Method::GET, path, None).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+    }
+    for (method, path) in [
+        (Method::GET, "/movies/inception/seats/A1/hold"),
+        (Method::DELETE, "/movies"),
+        (
+            Method::POST,
+            "/sessions/00000000-0000-0000-0000-000000000000/confirm",
+        ),
+        (Method::PUT, "/healthz"),
+    ] {
+        assert_error(
+            f.send(method, path, None).await,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn the_page_is_served_at_the_root() {
+    let f = fixture().await;
+    let response = f.send(Method::GET, "/", None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(response.text().await.unwrap().contains("<title>boxoffice"));
+    for asset in ["/app.js", "/style.css"] {
+        assert_eq!(
+            f.send(Method::GET, asset, None).await.status(),
+            StatusCode::OK,
+            "{asset}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer_when_the_database_is_up() {
+    let f = fixture().await;
+    for (path, status) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let response = f.send(Method::GET, path, None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.json::<Value>().await.unwrap(),
+            json!({ "status": status })
+        );
+    }
+}
+
+/// A server whose database is not there at all (nothing listens on its port).
+async fn app_without_database() -> TestApp {
+    let port = common::free_port();
+    let mut config = test_config();
+    config.pool.acquire_timeout = Duration::from_millis(300);
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(config.pool.acquire_timeout)
+        .connect_lazy(&url)
+        .unwrap();
+    let store = PgStore::new(pool, config.hold);
+    TestApp::spawn(store, config).await
+}
+
+async fn assert_unavailable(response: reqwest::Response, code: &str) {
+    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    assert_error(response, StatusCode::SERVICE_UNAVAILABLE, code).await;
+    assert_eq!(retry_after.unwrap(), "1");
+}
+
+#[tokio::test]
+async fn an_unreachable_database_answers_503_with_retry_after() {
+    let app = app_without_database().await;
+    let hold = app
+        .client
+        .post(app.url("/movies/inception/seats/A1/hold"))
+        .json(&json!({"user_id": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_unavailable(hold, "service_unavailable").await;
+    for path in ["/movies", "/readyz"] {
+        assert_unavailable(
+            app.client.get(app.url(path)).send().await.unwrap(),
+            "service_unavailable",
+        )
+        .await;
+    }
+    let live = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_answers_503_with_retry_after() {
+    let db = TestDb::new().await;
+    let mut config = test_config();
+    config.pool.acquire_timeout = Duration::from_millis(300);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(config.pool.acquire_timeout)
+        .connect_with(db.options())
+        .await
+        .unwrap();
+    let store = PgStore::new(pool.clone(), config.hold);
+    let app = TestApp::spawn(store, config).await;
+    let _only_connection = pool.acquire().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/movies/inception/seats"))
+        .send()
+        .await
+        .unwrap();
+    assert_unavailable(response, "service_unavailable").await;
+}
+
+/// Opens a transaction that has inserted seat A1 of inception and not committed, so a hold
+/// on A1 waits for it.
+async fn block_seat_a1(db: &TestDb) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let pool = db.pool(2).await;
+    let mut blocker = pool.begin().await.unwrap();
+    let session = uuid::Uuid::new_v4();
+    sqlx::query(
+        "insert into hold_sessions (id, movie_id, user_id, seat_count, expires_at)
+         values ($1, 'inception', 'blocker', 1, now() + interval '1 minute')",
+    )
+    .bind(session)
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into seat_holds (movie_id, seat_id, session_id, user_id, expires_at)
+         values ('inception', 'A1', $1, 'blocker', now() + interval '1 minute')",
+    )
+    .bind(session)
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+    blocker
+}
+
+#[tokio::test]
+async fn a_request_that_runs_too_long_answers_503_timeout() {
+    let db = TestDb::new().await;
+    let mut config = test_config();
+    config.request_timeout = Duration::from_millis(300);
+    let app = TestApp::spawn(db.store(config.hold, 4).await, config).await;
+    let _blocker = block_seat_a1(&db).await;
+    let response = app
+        .client
+        .post(app.url("/movies/inception/seats/A1/hold"))
+        .json(&json!({"user_id": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_unavailable(response, "timeout").await;
+}
+
+#[tokio::test]
+async fn a_statement_that_waits_too_long_answers_503() {
+    let db = TestDb::new().await;
+    let mut config = test_config();
+    config.pool.statement_timeout = Duration::from_millis(300);
+    let store = PgStore::connect(&db.url, &config.pool, config.hold)
+        .await
+        .unwrap();
+    let app = TestApp::spawn(store, config).await;
+    let blocker = block_seat_a1(&db).await;
+    let response = app
+        .client
+        .post(app.url("/movies/inception/seats/A1/hold"))
+        .json(&json!({"user_id": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_unavailable(response, "service_unavailable").await;
+    // Once the blocker gives up, the seat is free again.
+    blocker.rollback().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/movies/inception/seats/A1/hold"))
+        .json(&json!({"user_id": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
