@@ -1,5 +1,6 @@
 //! The `boxoffice` binary: settings from the environment, logs, then the server.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
@@ -11,6 +12,7 @@ async fn main() -> ExitCode {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     if let Err(error) = dotenv
         && !error.not_found()

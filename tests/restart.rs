@@ -1,0 +1,167 @@
+//! The real binary, killed and restarted: what it acknowledged is still there.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+
+use common::TestDb;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    base: String,
+    log: Receiver<String>,
+    /// What it logged up to "listening".
+    startup: Vec<String>,
+}
+
+impl Server {
+    /// Starts the binary on a free port and waits until it logs that it is listening.
+    async fn start(database_url: Option<&str>) -> Self {
+        let port = common::free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+        command
+            .env_clear()
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "info")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped());
+        if let Some(url) = database_url {
+            command.env("DATABASE_URL", url);
+        }
+        let mut child = command.spawn().expect("start the server binary");
+        let (lines, log) = mpsc::channel();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            startup: Vec::new(),
+        };
+        server.startup = server.wait_for_log("listening");
+        server
+    }
+
+    /// Blocks until the server logs a line containing `needle`; returns the lines up to it.
+    fn wait_for_log(&self, needle: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            match self.log.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
+                Err(error) => {
+                    panic!("no log line with {needle:?} ({error}); log so far: {seen:#?}")
+                }
+            }
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_confirmed_booking_survives_a_crash_and_a_restart() {
+    let db = TestDb::new().await;
+    let client = reqwest::Client::new();
+    let body = json!({ "user_id": "alice" });
+
+    let mut first = Server::start(Some(&db.url)).await;
+    let hold: Value = client
+        .post(format!("{}/movies/inception/seats/C3/hold", first.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session = hold["session_id"].as_str().unwrap().to_owned();
+    let confirmed = client
+        .put(format!("{}/sessions/{session}/confirm", first.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), StatusCode::OK);
+
+    // No chance to clean up: SIGKILL right after the acknowledgement.
+    first.signal("-KILL");
+    first.child.wait().unwrap();
+
+    let mut second = Server::start(Some(&db.url)).await;
+    let map: Value = client
+        .get(format!("{}/movies/inception/seats", second.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        map,
+        json!([{ "seat_id": "C3", "user_id": "alice", "booked": true, "confirmed": true }])
+    );
+    let again = client
+        .put(format!("{}/sessions/{session}/confirm", second.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+
+    // SIGTERM is a clean stop.
+    second.signal("-TERM");
+    let status = second.child.wait().unwrap();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}
+
+#[tokio::test]
+async fn without_a_database_url_the_server_runs_in_memory() {
+    let mut server = Server::start(None).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/movies/inception/seats/A1/hold", server.base))
+        .json(&json!({"user_id": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    server.signal("-TERM");
+    server.wait_for_log("stopped");
+    assert!(server.child.wait().unwrap().success());
+    let startup = &server.startup;
+    assert!(
+        startup
+            .iter()
+            .any(|line| line.contains("in-memory store. Nothing persists")),
+        "{startup:#?}"
+    );
+}
