@@ -9,6 +9,7 @@ use boxoffice::store::PgStore;
 use common::{LONG_TTL, SHORT_TTL, TestApp, TestDb, policy, test_config};
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
+use sqlx::Connection;
 
 struct Fixture {
     app: TestApp,
@@ -505,6 +506,35 @@ async fn an_unreachable_database_answers_503_with_retry_after() {
     }
     let live = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(live.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_database_refusing_connections_answers_503() {
+    let db = TestDb::new().await;
+    let mut config = test_config();
+    config.pool.acquire_timeout = Duration::from_millis(300);
+    let store = PgStore::connect(&db.url, &config.pool, config.hold)
+        .await
+        .unwrap();
+    let app = TestApp::spawn(store, config).await;
+    let mut admin = sqlx::PgConnection::connect(&common::admin_url())
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "alter database {} allow_connections false",
+        db.name
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    // The server's pool may already hold a connection (migrations used one): end it.
+    sqlx::query("select pg_terminate_backend(pid) from pg_stat_activity where datname = $1")
+        .bind(&db.name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_unavailable(response, "service_unavailable").await;
 }
 
 #[tokio::test]

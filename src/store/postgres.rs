@@ -451,12 +451,17 @@ fn classify(error: sqlx::Error) -> StoreError {
     let transient = match &error {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
         sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => matches!(
-            db.code().as_deref(),
-            // serialization failure, deadlock, out of connections, lock timeout,
-            // statement timeout, server shutting down or starting up
-            Some("40001" | "40P01" | "53300" | "55P03" | "57014" | "57P01" | "57P02" | "57P03")
-        ),
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // Classes: 08 connection exception, 28 refused login, 53 out of resources,
+            // 57 operator intervention (shutdown, statement timeout).
+            matches!(&code[..2], "08" | "28" | "53" | "57")
+                || matches!(
+                    &*code,
+                    // serialization failure, deadlock, lock timeout, database not accepting
+                    // connections, database missing
+                    "40001" | "40P01" | "55P03" | "55000" | "3D000"
+                )
+        }),
         _ => false,
     };
     if transient {

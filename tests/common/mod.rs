@@ -138,8 +138,13 @@ impl Drop for TestDb {
     }
 }
 
+/// The URL of the server's `postgres` database, for administration.
+pub fn admin_url() -> String {
+    url_for_database(server_url(), "postgres")
+}
+
 async fn admin_connection() -> PgConnection {
-    let url = url_for_database(server_url(), "postgres");
+    let url = admin_url();
     PgConnection::connect(&url).await.unwrap_or_else(|error| {
         panic!(
             "cannot reach PostgreSQL at {url}: {error}\n\
