@@ -1,124 +1,396 @@
-// A plain seat map: pick a movie, click a seat to hold it, then confirm or release it.
-// The map is refreshed every 2 s so other people's holds and bookings show up.
+// The seat-map page: pick a movie, click a seat to hold it, confirm or release it before the
+// countdown ends. Plain JavaScript against the REST API; no build step.
 "use strict";
 
+const POLL_MS = 1000; // the map follows other people's changes within this (plus a request)
+const MOVIES_POLL_MS = 5000; // free-seat counts in the movie list
+const URGENT_SECS = 30;
+
+const $ = (id) => document.getElementById(id);
+
+// ---------------------------------------------------------------------------------------
+// Who I am: one id per browser, kept in localStorage. crypto.randomUUID exists only in
+// secure contexts (https, localhost), so a plain-http LAN address uses getRandomValues.
 const userId = (() => {
-  let id = localStorage.getItem("boxoffice-user");
-  if (!id) {
-    id = "u-" + Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
-    localStorage.setItem("boxoffice-user", id);
+  const key = "boxoffice-user-id";
+  let id = null;
+  try { id = localStorage.getItem(key); } catch { /* storage disabled: per-page id */ }
+  if (!id || !/^[A-Za-z0-9_-]{1,64}$/.test(id)) {
+    const bytes = new Uint8Array(16);
+    if (globalThis.crypto?.getRandomValues) crypto.getRandomValues(bytes);
+    else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+    id = "u-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    try { localStorage.setItem(key, id); } catch { /* keep it for this page */ }
   }
   return id;
 })();
 
-const $ = (id) => document.getElementById(id);
-let movies = [];
-let hold = null; // {session_id, seat_id, deadline (ms, local clock)}
+// ---------------------------------------------------------------------------------------
+// State
+let movies = [];               // [{id, title, rows, seats_per_row, free}]
+let movieId = null;            // the movie on screen
+let taken = new Map();         // seat_id -> {user_id, confirmed}
+const holds = new Map();       // session_id -> {movieId, seatId, deadline (local ms)}
+let clockOffset = 0;           // server clock minus local clock, ms
+const busySeats = new Set();   // seats with a request in flight
+let changes = 0;               // my own changes so far: a map fetched before one is stale
 
-async function api(method, path, body) {
-  const init = { method, headers: {} };
-  if (body) {
+// ---------------------------------------------------------------------------------------
+// The API
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function api(method, path, body, extra = {}) {
+  const init = { method, headers: {}, ...extra };
+  if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const response = await fetch(path, init);
-  const data = response.status === 204 ? null : await response.json().catch(() => null);
-  if (!response.ok) throw Object.assign(new Error(data?.error || response.statusText), { status: response.status });
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch {
+    serviceDown();
+    throw new ApiError(0, "network", "The booking service cannot be reached. Retrying…");
+  }
+  if (response.status === 503) serviceDown();
+  else serviceUp();
+  if (response.status === 204) return null;
+  const data = await response.json().catch(() => null);
+  if (!response.ok) {
+    throw new ApiError(response.status, data?.code || "error", data?.error || response.statusText);
+  }
   return data;
 }
 
-function say(text) { $("message").textContent = text || ""; }
+function serviceDown() { $("banner").hidden = false; }
+function serviceUp() { $("banner").hidden = true; }
 
+function say(text, kind = "error") {
+  const el = $("message");
+  el.textContent = text || "";
+  el.className = `message ${text ? kind : ""}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Movies
 async function loadMovies() {
-  movies = await api("GET", "/movies");
-  $("movie").replaceChildren(...movies.map((m) => new Option(`${m.title} (${m.rows}×${m.seats_per_row})`, m.id)));
+  const list = await api("GET", "/movies");
+  const counts = await Promise.all(list.map((m) =>
+    m.id === movieId ? taken.size : api("GET", `/movies/${encodeURIComponent(m.id)}/seats`).then((t) => t.length, () => null)));
+  movies = list.map((m, i) => ({ ...m, free: counts[i] === null ? null : m.rows * m.seats_per_row - counts[i] }));
+  renderMovies();
+}
+
+function renderMovies() {
+  const items = movies.map((m) => {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "movie";
+    b.dataset.movie = m.id;
+    b.setAttribute("aria-current", String(m.id === movieId));
+    const free = m.free === null ? "" : ` · ${m.free} free`;
+    b.innerHTML = `<span class="title"></span><span class="meta"></span>`;
+    b.querySelector(".title").textContent = m.title;
+    b.querySelector(".meta").textContent = `${m.rows} rows × ${m.seats_per_row} seats${free}`;
+    b.addEventListener("click", () => selectMovie(m.id));
+    li.append(b);
+    return li;
+  });
+  $("movies").replaceChildren(...items);
+}
+
+async function selectMovie(id) {
+  if (id === movieId) return;
+  releaseAll({ keepalive: false });
+  movieId = id;
+  taken = new Map();
+  if (location.hash !== `#${id}`) history.replaceState(null, "", `#${id}`);
+  const movie = movies.find((m) => m.id === id);
+  $("room-title").textContent = movie.title;
+  $("room").hidden = false;
+  buildGrid(movie);
+  renderMovies();
+  say("");
   await refresh();
+}
+
+// ---------------------------------------------------------------------------------------
+// The seat map. The grid is built once per movie and updated in place, so keyboard focus
+// survives every refresh.
+function buildGrid(movie) {
+  const grid = $("seats");
+  grid.style.gridTemplateColumns = `auto repeat(${movie.seats_per_row}, var(--seat))`;
+  const cells = [];
+  for (let r = 0; r < movie.rows; r++) {
+    const row = String.fromCharCode(65 + r);
+    const label = document.createElement("span");
+    label.className = "row-label";
+    label.textContent = row;
+    label.setAttribute("aria-hidden", "true");
+    cells.push(label);
+    for (let n = 1; n <= movie.seats_per_row; n++) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "seat free";
+      b.dataset.seat = `${row}${n}`;
+      b.innerHTML = `<span class="num"></span>`;
+      b.querySelector(".num").textContent = n;
+      b.addEventListener("click", () => clickSeat(b.dataset.seat));
+      cells.push(b);
+    }
+  }
+  grid.replaceChildren(...cells);
+  paintSeats();
+}
+
+function seatState(seatId) {
+  const t = taken.get(seatId);
+  if (!t) return "free";
+  if (t.confirmed) return "booked";
+  return t.user_id === userId ? "mine" : "held";
+}
+
+const STATE_WORDS = { free: "available", mine: "held by you", held: "held by someone else", booked: "booked" };
+
+function paintSeats() {
+  for (const b of $("seats").querySelectorAll(".seat")) {
+    const seat = b.dataset.seat;
+    const state = seatState(seat);
+    b.className = `seat ${state}${busySeats.has(seat) ? " busy" : ""}`;
+    b.dataset.state = state;
+    b.setAttribute("aria-label", `Row ${seat[0]}, seat ${seat.slice(1)}, ${STATE_WORDS[state]}`);
+    b.setAttribute("aria-disabled", String(state === "held" || state === "booked"));
+  }
 }
 
 async function refresh() {
-  const movie = movies.find((m) => m.id === $("movie").value);
-  if (!movie) return;
-  let taken;
+  const id = movieId;
+  if (!id) return;
+  const seen = changes;
+  let list;
   try {
-    taken = await api("GET", `/movies/${movie.id}/seats`);
-  } catch (e) {
-    say(e.status === 503 ? "Service unavailable, retrying…" : e.message);
-    return;
+    list = await api("GET", `/movies/${encodeURIComponent(id)}/seats`);
+  } catch {
+    return; // the banner says so; the next poll retries
   }
-  const bySeat = new Map(taken.map((t) => [t.seat_id, t]));
-  const grid = $("seats");
-  grid.style.gridTemplateColumns = `repeat(${movie.seats_per_row}, 2rem)`;
-  const buttons = [];
-  for (let r = 0; r < movie.rows; r++) {
-    const row = String.fromCharCode(65 + r);
-    for (let n = 1; n <= movie.seats_per_row; n++) {
-      const seat = `${row}${n}`;
-      const t = bySeat.get(seat);
-      const state = !t ? "free" : t.confirmed ? "booked" : t.user_id === userId ? "mine" : "held";
-      const b = document.createElement("button");
-      b.type = "button";
-      b.className = `seat ${state}`;
-      b.textContent = seat;
-      b.setAttribute("aria-label", `Row ${row}, seat ${n}, ${state === "mine" ? "held by you" : state === "held" ? "held by someone else" : state === "free" ? "available" : "booked"}`);
-      b.addEventListener("click", () => clickSeat(movie.id, seat, state));
-      buttons.push(b);
+  if (id !== movieId || seen !== changes) return;
+  taken = new Map(list.map((t) => [t.seat_id, t]));
+  // A hold of mine that is no longer on the map ended elsewhere (expired, or another tab).
+  for (const [session, h] of holds) {
+    if (h.movieId === id && !h.ended && seatState(h.seatId) !== "mine" && !busySeats.has(h.seatId)) {
+      endHold(session, `Your hold on seat ${h.seatId} has ended.`, "Hold ended");
     }
   }
-  grid.replaceChildren(...buttons);
-  if (hold && !bySeat.has(hold.seat_id)) endHold("Your hold has ended.");
+  const movie = movies.find((m) => m.id === id);
+  if (movie && movie.free !== movie.rows * movie.seats_per_row - taken.size) {
+    movie.free = movie.rows * movie.seats_per_row - taken.size;
+    renderMovies();
+  }
+  paintSeats();
 }
 
-async function clickSeat(movieId, seat, state) {
+// ---------------------------------------------------------------------------------------
+// Holding, confirming, releasing
+async function clickSeat(seat) {
+  if (busySeats.has(seat)) return;
+  const state = seatState(seat);
+  if (state === "mine") {
+    const session = [...holds].find(([, h]) => h.seatId === seat && h.movieId === movieId && !h.ended)?.[0];
+    if (session) await release(session);
+    return;
+  }
+  if (state === "held") { say(`Seat ${seat} is held by someone else. Please pick another seat.`); return; }
+  if (state === "booked") { say(`Seat ${seat} is already booked. Please pick another seat.`); return; }
+  await hold(seat);
+}
+
+async function hold(seat) {
+  const id = movieId;
+  busySeats.add(seat);
+  paintSeats();
   say("");
   try {
-    if (state === "mine" && hold) {
-      await api("DELETE", `/sessions/${hold.session_id}`, { user_id: userId });
-      endHold("");
-    } else if (state === "free") {
-      if (hold) await api("DELETE", `/sessions/${hold.session_id}`, { user_id: userId }).catch(() => {});
-      const h = await api("POST", `/movies/${movieId}/seats/${seat}/hold`, { user_id: userId });
-      const offset = Date.parse(h.server_time) - Date.now();
-      hold = { session_id: h.session_id, seat_id: h.seat_id, deadline: Date.parse(h.expires_at) - offset };
-      $("checkout-seat").textContent = seat;
-      $("checkout").hidden = false;
-      tick();
-    }
+    const h = await api("POST", `/movies/${encodeURIComponent(id)}/seats/${seat}/hold`, { user_id: userId });
+    clockOffset = Date.parse(h.server_time) - Date.now();
+    holds.set(h.session_id, { movieId: id, seatId: h.seat_id, deadline: Date.parse(h.expires_at) - clockOffset });
+    taken.set(h.seat_id, { seat_id: h.seat_id, user_id: userId, confirmed: false });
+    say(`Seat ${seat} is held for you. Confirm it before the timer runs out.`, "ok");
   } catch (e) {
-    say(e.message);
+    if (e.code === "seat_taken") say(`Sorry — seat ${seat} was just taken by someone else. Please pick another seat.`);
+    else say(e.message);
+  } finally {
+    busySeats.delete(seat);
+    changes++;
   }
+  renderHolds();
+  paintSeats();
   await refresh();
 }
 
-function endHold(text) {
-  hold = null;
-  $("checkout").hidden = true;
-  if (text) say(text);
+async function confirm(session) {
+  const h = holds.get(session);
+  if (!h || h.ended) return;
+  busySeats.add(h.seatId);
+  try {
+    await api("PUT", `/sessions/${session}/confirm`, { user_id: userId });
+    holds.delete(session);
+    taken.set(h.seatId, { seat_id: h.seatId, user_id: userId, confirmed: true });
+    say(`Booked! Seat ${h.seatId} is yours. Enjoy the film.`, "ok");
+  } catch (e) {
+    if (e.code === "hold_expired") endHold(session, `Your hold on seat ${h.seatId} expired before it was confirmed.`);
+    else say(e.message);
+  } finally {
+    busySeats.delete(h.seatId);
+    changes++;
+  }
+  renderHolds();
+  paintSeats();
+  await refresh();
+}
+
+async function release(session) {
+  const h = holds.get(session);
+  if (!h) return;
+  busySeats.add(h.seatId);
+  try {
+    await api("DELETE", `/sessions/${session}`, { user_id: userId });
+    holds.delete(session);
+    if (h.movieId === movieId) taken.delete(h.seatId);
+    say(`Seat ${h.seatId} released.`, "ok");
+  } catch (e) {
+    if (e.code === "hold_expired") endHold(session, `Your hold on seat ${h.seatId} had already expired.`);
+    else say(e.message);
+  } finally {
+    busySeats.delete(h.seatId);
+    changes++;
+  }
+  renderHolds();
+  paintSeats();
+  await refresh();
+}
+
+/// Releases every unconfirmed hold: on leaving the page (keepalive, so the request outlives
+/// it) or on switching movies.
+function releaseAll({ keepalive }) {
+  for (const [session, h] of holds) {
+    if (h.ended) continue;
+    api("DELETE", `/sessions/${session}`, { user_id: userId }, { keepalive }).catch(() => {});
+  }
+  holds.clear();
+  renderHolds();
+}
+
+function endHold(session, text, note = "Hold expired") {
+  const h = holds.get(session);
+  if (!h || h.ended) return;
+  h.ended = note;
+  if (h.movieId === movieId && seatState(h.seatId) === "mine") taken.delete(h.seatId);
+  say(text);
+  renderHolds();
+  paintSeats();
+  // Ended holds leave the panel after a while; the message stays until the next action.
+  setTimeout(() => { holds.delete(session); renderHolds(); }, 5000);
+}
+
+// ---------------------------------------------------------------------------------------
+// The checkout panel and its countdowns, on the server's clock
+function remaining(h) {
+  return Math.max(0, Math.ceil((h.deadline - Date.now()) / 1000));
+}
+
+function mmss(secs) {
+  return `${String(Math.floor(secs / 60)).padStart(2, "0")}:${String(secs % 60).padStart(2, "0")}`;
+}
+
+function renderHolds() {
+  const movieTitle = (id) => movies.find((m) => m.id === id)?.title ?? id;
+  const items = [...holds].map(([session, h]) => {
+    const li = document.createElement("li");
+    li.className = `hold${h.ended ? " ended" : ""}`;
+    li.dataset.seat = h.seatId;
+    li.dataset.session = session;
+    const what = document.createElement("span");
+    what.textContent = `${movieTitle(h.movieId)} — row ${h.seatId[0]}, seat ${h.seatId.slice(1)}`;
+    li.append(what);
+    if (h.ended) {
+      const note = document.createElement("span");
+      note.className = "expired";
+      note.textContent = h.ended;
+      li.append(note);
+      return li;
+    }
+    const countdown = document.createElement("span");
+    countdown.className = "countdown";
+    countdown.setAttribute("role", "timer");
+    li.append(countdown);
+    const actions = document.createElement("div");
+    actions.className = "actions";
+    for (const [cls, label, action] of [["confirm", "Confirm", confirm], ["release", "Release", release]]) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = cls;
+      b.textContent = label;
+      b.setAttribute("aria-label", `${label} seat ${h.seatId}`);
+      b.addEventListener("click", () => action(session));
+      actions.append(b);
+    }
+    li.append(actions);
+    return li;
+  });
+  // Keep the panel's buttons (and keyboard focus) when nothing about the holds changed.
+  const key = items.map((li) => li.dataset.session + li.className).join();
+  if ($("holds").dataset.key !== key) {
+    $("holds").replaceChildren(...items);
+    $("holds").dataset.key = key;
+  }
+  $("checkout").hidden = holds.size === 0;
+  tick();
 }
 
 function tick() {
-  if (!hold) return;
-  const left = Math.max(0, Math.round((hold.deadline - Date.now()) / 1000));
-  $("countdown").textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`;
-  if (left === 0) { endHold("Your hold expired."); refresh(); }
+  for (const li of $("holds").querySelectorAll(".hold:not(.ended)")) {
+    const session = li.dataset.session;
+    const h = holds.get(session);
+    if (!h) continue;
+    const secs = remaining(h);
+    const el = li.querySelector(".countdown");
+    el.textContent = mmss(secs);
+    el.classList.toggle("urgent", secs <= URGENT_SECS);
+    el.setAttribute("aria-label", `${secs} seconds left`);
+    if (secs === 0) endHold(session, `Your hold on seat ${h.seatId} expired. The seat is available again.`);
+  }
 }
 
-$("confirm").addEventListener("click", async () => {
-  if (!hold) return;
-  try {
-    await api("PUT", `/sessions/${hold.session_id}/confirm`, { user_id: userId });
-    endHold(`Booked seat — enjoy the film!`);
-  } catch (e) {
-    endHold(e.message);
+// ---------------------------------------------------------------------------------------
+// Start. Updates come by polling for now; `startUpdates` is the one place to swap for
+// server-sent events.
+function startUpdates() {
+  setInterval(refresh, POLL_MS);
+  setInterval(() => loadMovies().catch(() => {}), MOVIES_POLL_MS);
+}
+
+window.addEventListener("pagehide", () => releaseAll({ keepalive: true }));
+setInterval(tick, 250);
+
+(async function start() {
+  for (;;) {
+    try {
+      await loadMovies();
+      break;
+    } catch (e) {
+      say(e.message);
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
   }
-  await refresh();
-});
-$("release").addEventListener("click", async () => {
-  if (!hold) return;
-  await api("DELETE", `/sessions/${hold.session_id}`, { user_id: userId }).catch(() => {});
-  endHold("");
-  await refresh();
-});
-$("movie").addEventListener("change", refresh);
-setInterval(refresh, 2000);
-setInterval(tick, 1000);
-loadMovies().catch((e) => say(e.message));
+  const wanted = location.hash.slice(1);
+  const first = movies.some((m) => m.id === wanted) ? wanted : movies[0]?.id;
+  if (first) await selectMovie(first);
+  startUpdates();
+})();

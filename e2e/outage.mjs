@@ -1,0 +1,30 @@
+// With the database gone the page says so and keeps retrying; when it is back, the page
+// recovers by itself. ADMIN_URL and APP_NAME (the server's connections) come from the test.
+import { expectSeat, scenario, seat, sql, visitor } from "./lib.mjs";
+
+const ADMIN_URL = process.env.ADMIN_URL;
+const APP_NAME = process.env.APP_NAME;
+const database = new URL(process.env.DATABASE_URL).pathname.slice(1);
+
+function setConnections(allowed) {
+  sql(`alter database ${database} allow_connections ${allowed}`, ADMIN_URL);
+  if (!allowed) {
+    sql(`select pg_terminate_backend(pid) from pg_stat_activity
+         where datname = '${database}' and application_name = '${APP_NAME}'`, ADMIN_URL);
+  }
+}
+
+await scenario("database outage and recovery", async (browser) => {
+  const page = await visitor(browser, "inception");
+  const banner = page.locator("#banner");
+  try {
+    setConnections(false);
+    await banner.waitFor({ state: "visible", timeout: 5000 });
+    await seat(page, "A1").click(); // a click during the outage must not break the page
+  } finally {
+    setConnections(true);
+  }
+  await banner.waitFor({ state: "hidden", timeout: 5000 });
+  await seat(page, "A2").click();
+  await expectSeat(page, "A2", "mine", 2000);
+});

@@ -1,0 +1,65 @@
+// Two people on one movie see each other's holds, bookings and releases, and can't take a
+// seat the other holds.
+import assert from "node:assert/strict";
+import { expectMessage, expectSeat, holdRow, scenario, seat, sql, visitor } from "./lib.mjs";
+
+await scenario("two visitors share one seat map", async (browser) => {
+  const a = await visitor(browser, "inception");
+  const b = await visitor(browser, "inception");
+
+  // A holds C5: B sees it held within 3 s, and is refused it.
+  await seat(a, "C5").click();
+  await expectSeat(a, "C5", "mine", 1000);
+  await holdRow(a, "C5").locator(".countdown").waitFor();
+  await expectSeat(b, "C5", "held");
+  // aria-disabled seats still take clicks (and say why not); force skips the check that
+  // would wait for the seat to become enabled.
+  await seat(b, "C5").click({ force: true });
+  await expectMessage(b, /held by someone else/);
+  await expectSeat(b, "C5", "held");
+
+  // B's map is a moment behind when A takes C6: B clicks, loses the race politely, and the
+  // map catches up.
+  await b.route("**/movies/inception/seats", (route) => route.fulfill({ json: [] }));
+  await expectSeat(b, "C5", "free");
+  await seat(a, "C6").click();
+  await expectSeat(a, "C6", "mine", 1000);
+  await seat(b, "C6").click();
+  await expectMessage(b, /seat C6 was just taken by someone else/);
+  await b.unroute("**/movies/inception/seats");
+  await expectSeat(b, "C6", "held");
+  assert.equal(await seat(b, "C7").isEnabled(), true, "the map stays usable");
+
+  // A confirms C5: B sees it booked.
+  await holdRow(a, "C5").locator(".confirm").click();
+  await expectMessage(a, /Booked! Seat C5 is yours/);
+  await expectSeat(a, "C5", "booked", 1000);
+  await expectSeat(b, "C5", "booked");
+
+  // A holds D2 and releases it with the button: B sees it come and go.
+  await seat(a, "D2").click();
+  await expectSeat(b, "D2", "held");
+  await holdRow(a, "D2").locator(".release").click();
+  await expectSeat(a, "D2", "free", 1000);
+  await expectSeat(b, "D2", "free");
+
+  // Clicking a seat I hold releases it too.
+  await seat(a, "D3").click();
+  await expectSeat(a, "D3", "mine", 1000);
+  await seat(a, "D3").click();
+  await expectSeat(a, "D3", "free", 1000);
+  await expectSeat(b, "D3", "free");
+
+  // A holds E3 and closes the page: the hold is released (not left to expire; the TTL here
+  // is two minutes), and B sees the seat free within 3 s.
+  await seat(a, "E3").click();
+  await expectSeat(b, "E3", "held");
+  await a.close({ runBeforeUnload: true });
+  await expectSeat(b, "E3", "free");
+  await expectSeat(b, "C6", "free"); // A's other unconfirmed hold went with the page
+  assert.equal(
+    sql(`select string_agg(s.status, ',' order by s.created_at) from hold_sessions s`),
+    "confirmed,released,released,released,released",
+  );
+  await expectSeat(b, "C5", "booked", 1000);
+});

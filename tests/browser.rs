@@ -1,0 +1,113 @@
+//! The seat-map page in headless Chromium: each scenario in `e2e/` runs against a server of
+//! its own on a fresh database. Needs Node with `npm ci --prefix e2e` done and Chromium
+//! (`/usr/bin/chromium`, or `CHROMIUM`); without them these tests fail, they never skip.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use boxoffice::store::PgStore;
+use common::{LONG_TTL, TestApp, TestDb, policy, test_config};
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::Mutex;
+
+/// One browser at a time: two cores do not run several Chromiums and a server to deadlines.
+static ONE_BROWSER: Mutex<()> = Mutex::const_new(());
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn check_prerequisites() {
+    assert!(
+        Path::new(ROOT)
+            .join("e2e/node_modules/playwright-core")
+            .is_dir(),
+        "browser tests need their Node packages: run `npm ci --prefix e2e`"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).is_file(),
+        "browser tests need Chromium at {chromium}: `apt-get install chromium`, or set CHROMIUM"
+    );
+}
+
+/// Runs `e2e/{scenario}.mjs` against `app`, failing with the script's output if it fails.
+async fn run_scenario(scenario: &str, app: &TestApp, db: &TestDb, env: &[(&str, String)]) {
+    check_prerequisites();
+    let mut command = Command::new("node");
+    command
+        .arg(format!("e2e/{scenario}.mjs"))
+        .current_dir(ROOT)
+        .env("BASE_URL", app.url(""))
+        .env("DATABASE_URL", &db.url)
+        .env("ARTIFACTS", Path::new(ROOT).join("target/e2e-artifacts"));
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let started = Instant::now();
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("run node (is Node.js installed?)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "scenario {scenario} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    eprintln!("{scenario}: {:.1?} — {}", started.elapsed(), stdout.trim());
+}
+
+async fn app_with_ttl(ttl: Duration) -> (TestApp, TestDb) {
+    let db = TestDb::new().await;
+    let mut config = test_config();
+    config.hold = policy(ttl, 8);
+    let app = TestApp::spawn(db.store(config.hold, 8).await, config).await;
+    (app, db)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_visitors_see_each_others_holds_bookings_and_releases() {
+    let _browser = ONE_BROWSER.lock().await;
+    let (app, db) = app_with_ttl(LONG_TTL).await;
+    run_scenario("two_visitors", &app, &db, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unconfirmed_hold_expires_on_every_screen() {
+    let _browser = ONE_BROWSER.lock().await;
+    let (app, db) = app_with_ttl(Duration::from_secs(4)).await;
+    run_scenario("expiry", &app, &db, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seat_can_be_booked_with_the_keyboard_alone() {
+    let _browser = ONE_BROWSER.lock().await;
+    let (app, db) = app_with_ttl(LONG_TTL).await;
+    run_scenario("keyboard", &app, &db, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seat_map_fits_desktop_and_phone_screens() {
+    let _browser = ONE_BROWSER.lock().await;
+    let (app, db) = app_with_ttl(LONG_TTL).await;
+    run_scenario("screenshots", &app, &db, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_survives_a_database_outage() {
+    let _browser = ONE_BROWSER.lock().await;
+    let db = TestDb::new().await;
+    let app_name = format!("boxoffice-e2e-{}", uuid::Uuid::new_v4().simple());
+    let mut config = test_config();
+    config.pool.acquire_timeout = Duration::from_millis(500);
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(config.pool.acquire_timeout)
+        .connect_lazy_with(db.options().application_name(&app_name));
+    let app = TestApp::spawn(PgStore::new(pool, config.hold), config).await;
+    let env = [("ADMIN_URL", common::admin_url()), ("APP_NAME", app_name)];
+    run_scenario("outage", &app, &db, &env).await;
+}
