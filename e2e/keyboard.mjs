@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { expectMessage, expectSeat, scenario, visitor } from "./lib.mjs";
 
-/// Presses Tab until `matches(document.activeElement)` holds, at most `limit` times.
+// Presses Tab until `matches(document.activeElement)` holds, at most `limit` times.
 async function tabTo(page, description, matches, limit = 80) {
   for (let i = 0; i < limit; i++) {
     await page.keyboard.press("Tab");

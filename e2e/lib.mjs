@@ -29,7 +29,7 @@ export async function launch() {
   });
 }
 
-/// A fresh browser context (its own localStorage, so its own user) on the given movie.
+// A fresh browser context (its own localStorage, so its own user) on the given movie.
 export async function visitor(browser, movie, viewport = { width: 1280, height: 800 }) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
@@ -41,7 +41,7 @@ export async function visitor(browser, movie, viewport = { width: 1280, height: 
 
 export const seat = (page, id) => page.locator(`.seat[data-seat="${id}"]`);
 
-/// Waits until a seat shows `state` (free, mine, held, booked) on `page`.
+// Waits until a seat shows `state` (free, mine, held, booked) on `page`.
 export async function expectSeat(page, id, state, timeout = 3000) {
   try {
     await page.waitForFunction(
@@ -70,12 +70,12 @@ export async function expectMessage(page, pattern, timeout = 3000) {
 
 export const holdRow = (page, id) => page.locator(`.hold[data-seat="${id}"]`);
 
-/// Runs SQL against the test database and returns psql's unaligned output.
+// Runs SQL against the test database and returns psql's unaligned output.
 export function sql(query, url = DATABASE_URL) {
   return execFileSync("psql", [url, "-qAtc", query], { encoding: "utf8" }).trim();
 }
 
-/// Runs a scenario, closing the browser whatever happens, and sets the exit code.
+// Runs a scenario, closing the browser whatever happens, and sets the exit code.
 export async function scenario(name, body) {
   const browser = await launch();
   const started = Date.now();

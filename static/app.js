@@ -211,20 +211,16 @@ async function clickSeat(seat) {
   await hold(seat);
 }
 
-async function hold(seat) {
-  const id = movieId;
+// Runs one change to `seat` (a request and its effects on the page): the seat shows busy
+// meanwhile, an error becomes a message (`explain` may word it better), and the map is
+// fetched afresh afterwards.
+async function change(seat, action, explain) {
   busySeats.add(seat);
   paintSeats();
-  say("");
   try {
-    const h = await api("POST", `/movies/${encodeURIComponent(id)}/seats/${seat}/hold`, { user_id: userId });
-    clockOffset = Date.parse(h.server_time) - Date.now();
-    holds.set(h.session_id, { movieId: id, seatId: h.seat_id, deadline: Date.parse(h.expires_at) - clockOffset });
-    taken.set(h.seat_id, { seat_id: h.seat_id, user_id: userId, confirmed: false });
-    say(`Seat ${seat} is held for you. Confirm it before the timer runs out.`, "ok");
+    await action();
   } catch (e) {
-    if (e.code === "seat_taken") say(`Sorry — seat ${seat} was just taken by someone else. Please pick another seat.`);
-    else say(e.message);
+    say(explain(e) ?? e.message);
   } finally {
     busySeats.delete(seat);
     changes++;
@@ -234,50 +230,51 @@ async function hold(seat) {
   await refresh();
 }
 
-async function confirm(session) {
+function hold(seat) {
+  const id = movieId;
+  say("");
+  return change(seat, async () => {
+    const h = await api("POST", `/movies/${encodeURIComponent(id)}/seats/${seat}/hold`, { user_id: userId });
+    clockOffset = Date.parse(h.server_time) - Date.now();
+    holds.set(h.session_id, { movieId: id, seatId: h.seat_id, deadline: Date.parse(h.expires_at) - clockOffset });
+    taken.set(h.seat_id, { seat_id: h.seat_id, user_id: userId, confirmed: false });
+    say(`Seat ${seat} is held for you. Confirm it before the timer runs out.`, "ok");
+  }, (e) => (e.code === "seat_taken"
+    ? `Sorry — seat ${seat} was just taken by someone else. Please pick another seat.`
+    : null));
+}
+
+function confirm(session) {
   const h = holds.get(session);
   if (!h || h.ended) return;
-  busySeats.add(h.seatId);
-  try {
+  return change(h.seatId, async () => {
     await api("PUT", `/sessions/${session}/confirm`, { user_id: userId });
     holds.delete(session);
     taken.set(h.seatId, { seat_id: h.seatId, user_id: userId, confirmed: true });
     say(`Booked! Seat ${h.seatId} is yours. Enjoy the film.`, "ok");
-  } catch (e) {
-    if (e.code === "hold_expired") endHold(session, `Your hold on seat ${h.seatId} expired before it was confirmed.`);
-    else say(e.message);
-  } finally {
-    busySeats.delete(h.seatId);
-    changes++;
-  }
-  renderHolds();
-  paintSeats();
-  await refresh();
+  }, (e) => expired(e, session, `Your hold on seat ${h.seatId} expired before it was confirmed.`));
 }
 
-async function release(session) {
+function release(session) {
   const h = holds.get(session);
   if (!h) return;
-  busySeats.add(h.seatId);
-  try {
+  return change(h.seatId, async () => {
     await api("DELETE", `/sessions/${session}`, { user_id: userId });
     holds.delete(session);
     if (h.movieId === movieId) taken.delete(h.seatId);
     say(`Seat ${h.seatId} released.`, "ok");
-  } catch (e) {
-    if (e.code === "hold_expired") endHold(session, `Your hold on seat ${h.seatId} had already expired.`);
-    else say(e.message);
-  } finally {
-    busySeats.delete(h.seatId);
-    changes++;
-  }
-  renderHolds();
-  paintSeats();
-  await refresh();
+  }, (e) => expired(e, session, `Your hold on seat ${h.seatId} had already expired.`));
 }
 
-/// Releases every unconfirmed hold: on leaving the page (keepalive, so the request outlives
-/// it) or on switching movies.
+// If `e` says the hold expired, ends it on the page and returns `text`.
+function expired(e, session, text) {
+  if (e.code !== "hold_expired") return null;
+  endHold(session, text);
+  return text;
+}
+
+// Releases every unconfirmed hold: on leaving the page (keepalive, so the request outlives
+// it) or on switching movies.
 function releaseAll({ keepalive }) {
   for (const [session, h] of holds) {
     if (h.ended) continue;
