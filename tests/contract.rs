@@ -338,6 +338,47 @@ async fn concurrent_holds_by_one_user_stop_at_the_limit<B: Backend>() {
     assert_eq!(taken(&s.store, "the-grand-budapest-hotel").await.len(), 3);
 }
 
+/// Concurrent holds are decided together (in PostgreSQL, in shared transactions); a request
+/// that loses its seat must not use up its user's quota for a request that wins.
+async fn losing_a_seat_race_leaves_the_quota_for_another_seat<B: Backend>() {
+    let s = B::open(policy(LONG_TTL, 1)).await;
+    let room = movie(&s.store, "the-grand-budapest-hotel").await;
+    let attempts: Vec<_> = (1..=16)
+        .flat_map(|n| {
+            // A rival and a fan both want A{n}; the fan also wants B{n}, and may hold one.
+            [
+                ("rival", format!("A{n}")),
+                ("fan", format!("A{n}")),
+                ("fan", format!("B{n}")),
+            ]
+            .map(|(who, seat)| (format!("{who}-{n}"), seat))
+        })
+        .map(|(who, seat)| {
+            let (store, room) = (s.store.clone(), room.clone());
+            tokio::spawn(async move {
+                let result = store.hold(&room, seats(&[&seat]), &user(&who)).await;
+                (who, result)
+            })
+        })
+        .collect();
+    let mut holds_per_fan: std::collections::HashMap<String, u32> = Default::default();
+    for attempt in futures::future::join_all(attempts).await {
+        let (who, result) = attempt.unwrap();
+        match result {
+            Ok(_) => *holds_per_fan.entry(who).or_default() += 1,
+            Err(StoreError::SeatTaken(_) | StoreError::LimitReached { limit: 1 }) => {
+                holds_per_fan.entry(who).or_default();
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    for (who, holds) in holds_per_fan {
+        if who.starts_with("fan") {
+            assert_eq!(holds, 1, "{who} lost A but was refused B");
+        }
+    }
+}
+
 async fn the_reaper_removes_expired_holds_in_batches<B: Backend>() {
     let s = B::open(policy(SHORT_TTL, 8)).await;
     let mut last = None;
@@ -403,5 +444,6 @@ contract!(
     the_per_user_limit_counts_live_holds_across_movies,
     expired_holds_do_not_count_toward_the_limit,
     concurrent_holds_by_one_user_stop_at_the_limit,
+    losing_a_seat_race_leaves_the_quota_for_another_seat,
     the_reaper_removes_expired_holds_in_batches,
 );

@@ -7,13 +7,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::{HoldPolicy, SeatStore, StoreError, StoreResult, lock_order};
 use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
+
+mod hold;
 
 /// Namespace (first key) of the per-user advisory lock that serialises the hold limit check.
 const USER_LOCK_NAMESPACE: i32 = 0x_b0c5;
@@ -35,6 +36,7 @@ pub struct PgStore {
     /// Movies rarely change; a miss falls through to the database, so a room added with SQL
     /// is served without a restart.
     movies: Arc<RwLock<HashMap<String, Movie>>>,
+    batcher: hold::Batcher,
 }
 
 /// A seat that changed state, as the side writes (session status, and later the ledger and
@@ -82,9 +84,14 @@ impl PgStore {
         Ok(store)
     }
 
-    /// Wraps a pool whose database is already migrated.
+    /// Wraps a pool whose database is already migrated. Starts the hold batcher's workers,
+    /// so it must be called inside a Tokio runtime.
     pub fn new(pool: PgPool, policy: HoldPolicy) -> Self {
+        // A quarter of the connections decide holds: a worker that finds requests queued
+        // takes them all, so fewer, fuller transactions beat one per connection.
+        let workers = (pool.options().get_max_connections() as usize / 4).max(1);
         Self {
+            batcher: hold::Batcher::start(pool.clone(), policy, workers),
             pool,
             policy,
             movies: Arc::default(),
@@ -243,106 +250,18 @@ impl SeatStore for PgStore {
     }
 
     async fn hold(&self, movie: &Movie, seats: Vec<SeatId>, user: &UserId) -> StoreResult<Hold> {
-        let seats = lock_order(seats)?;
-        let seat_strs: Vec<&str> = seats.iter().map(SeatId::as_str).collect();
-        let session = SessionId::new();
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-
-        // Expired holds on these seats are taken over now, whether or not the reaper has run.
-        let expired: Vec<SeatChange> = sqlx::query_as(
-            "delete from seat_holds
-             where movie_id = $1 and seat_id = any($2) and status = 'held' and expires_at <= now()
-             returning movie_id, seat_id, session_id, user_id",
-        )
-        .bind(&movie.id)
-        .bind(&seat_strs)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
-
-        // Seat rows before the session row (the foreign key is deferred): a request that loses
-        // the race locks nothing and writes nothing.
-        let won: Vec<(String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-            r#"insert into seat_holds (movie_id, seat_id, session_id, user_id, expires_at)
-               select $1, seat, $3, $4, now() + make_interval(secs => $5)
-               from unnest($2::text[]) as seat order by seat collate "C"
-               on conflict do nothing
-               returning seat_id, expires_at, now()"#,
-        )
-        .bind(&movie.id)
-        .bind(&seat_strs)
-        .bind(session.0)
-        .bind(user.as_str())
-        .bind(self.policy.ttl.as_secs_f64())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
-
-        if won.len() < seats.len() {
-            let taken = seats
-                .into_iter()
-                .filter(|seat| !won.iter().any(|(won, ..)| won == seat.as_str()))
-                .collect();
-            // Dropping `tx` rolls back whatever seats this request did get.
-            return Err(StoreError::SeatTaken(taken));
-        }
-
-        // The limit spans movies, so it is serialised per user. The lock is its own statement:
-        // a count in the same statement would read a snapshot taken before the lock wait.
-        sqlx::query("select pg_advisory_xact_lock($1, hashtext($2))")
-            .bind(USER_LOCK_NAMESPACE)
-            .bind(user.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        let (live,): (i64,) = sqlx::query_as(
-            "select count(*) from seat_holds
-             where user_id = $1 and status = 'held' and expires_at > now()",
-        )
-        .bind(user.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(classify)?;
-        let limit = self.policy.max_holds_per_user;
-        if live > i64::from(limit) {
-            return Err(StoreError::LimitReached { limit });
-        }
-
-        let (expires_at, server_time) = (won[0].1, won[0].2);
-        sqlx::query(
-            "insert into hold_sessions (id, movie_id, user_id, seat_count, expires_at, created_at)
-             values ($1, $2, $3, $4, $5, now())",
-        )
-        .bind(session.0)
-        .bind(&movie.id)
-        .bind(user.as_str())
-        .bind(i32::try_from(seats.len()).expect("a room has at most 26 * 50 seats"))
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-
-        record(&mut tx, ChangeKind::Expired, &expired).await?;
-        let held: Vec<SeatChange> = seats
-            .iter()
-            .map(|seat| SeatChange {
-                movie_id: movie.id.clone(),
-                seat_id: seat.to_string(),
-                session_id: session.0,
-                user_id: user.to_string(),
-            })
-            .collect();
-        record(&mut tx, ChangeKind::Held, &held).await?;
-        tx.commit().await.map_err(classify)?;
-
-        Ok(Hold {
-            session_id: session,
+        let request = hold::Request {
             movie_id: movie.id.clone(),
-            seats,
-            user_id: user.clone(),
-            expires_at,
-            server_time,
-        })
+            seats: lock_order(seats)?,
+            user: user.clone(),
+        };
+        if request.seats.len() == 1 {
+            self.batcher.hold(request).await
+        } else {
+            // A group is all or nothing; deciding it alone keeps a failed group from
+            // touching anyone else's answer.
+            hold::hold_alone(&self.pool, self.policy, request).await
+        }
     }
 
     async fn confirm(&self, session: SessionId, user: &UserId) -> StoreResult<Booking> {
