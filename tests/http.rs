@@ -285,6 +285,60 @@ async fn the_hold_limit_answers_429() {
 }
 
 #[tokio::test]
+async fn an_unchanged_seat_map_answers_304_until_a_hold_comes_or_goes() {
+    let f = fixture_with(SHORT_TTL, 8).await;
+    let get = |tag: Option<String>| {
+        let mut request = f.app.client.get(f.app.url("/movies/inception/seats"));
+        if let Some(tag) = tag {
+            request = request.header(header::IF_NONE_MATCH, tag);
+        }
+        request.send()
+    };
+    let etag = |response: &reqwest::Response| {
+        response.headers()[header::ETAG]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    let empty = get(None).await.unwrap();
+    assert_eq!(empty.status(), StatusCode::OK);
+    let empty_tag = etag(&empty);
+    let again = get(Some(empty_tag.clone())).await.unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(etag(&again), empty_tag);
+    assert!(again.bytes().await.unwrap().is_empty());
+
+    // A hold changes the map, and so the tag.
+    let hold = f.held("inception", "A1", "alice").await;
+    let held = get(Some(empty_tag.clone())).await.unwrap();
+    assert_eq!(held.status(), StatusCode::OK);
+    let held_tag = etag(&held);
+    assert_ne!(held_tag, empty_tag);
+    assert_eq!(
+        held.json::<Value>()
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let list = format!("\"other\", {held_tag}");
+    assert_eq!(
+        get(Some(list)).await.unwrap().status(),
+        StatusCode::NOT_MODIFIED
+    );
+
+    // When the hold expires, nothing is written, yet the map and its tag change back.
+    let at = |key: &str| chrono::DateTime::parse_from_rfc3339(hold[key].as_str().unwrap()).unwrap();
+    common::wait_until_lapsed(at("server_time").to_utc(), at("expires_at").to_utc()).await;
+    let lapsed = get(Some(held_tag)).await.unwrap();
+    assert_eq!(lapsed.status(), StatusCode::OK);
+    assert_eq!(etag(&lapsed), empty_tag);
+}
+
+#[tokio::test]
 async fn unknown_movies_and_seats_answer_404() {
     let f = fixture().await;
     assert_error(

@@ -1,6 +1,10 @@
 //! `GET /movies` and the seat map, `GET /movies/{movie_id}/seats`.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
+
 use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::{AppError, AppState};
@@ -22,21 +26,50 @@ pub struct TakenSeatBody {
     confirmed: bool,
 }
 
+/// The seat map, with an `ETag` so that polling clients get a bodiless 304 while nothing
+/// changed. The tag is a hash of the body, and the body leaves out expired holds, so the tag
+/// changes when a hold expires even though nothing was written.
 pub async fn seat_map<S: SeatStore>(
     State(app): State<AppState<S>>,
     Path(movie_id): Path<String>,
-) -> Result<axum::Json<Vec<TakenSeatBody>>, AppError> {
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
     let movie = app.store.movie(&movie_id).await?;
-    let seats = app.store.seat_map(&movie.id).await?;
-    Ok(axum::Json(
-        seats
-            .into_iter()
-            .map(|seat| TakenSeatBody {
-                seat_id: seat.seat_id,
-                user_id: seat.user_id,
-                booked: true,
-                confirmed: seat.confirmed,
-            })
-            .collect(),
-    ))
+    let seats: Vec<TakenSeatBody> = app
+        .store
+        .seat_map(&movie.id)
+        .await?
+        .into_iter()
+        .map(|seat| TakenSeatBody {
+            seat_id: seat.seat_id,
+            user_id: seat.user_id,
+            booked: true,
+            confirmed: seat.confirmed,
+        })
+        .collect();
+    let body = serde_json::to_vec(&seats).map_err(|_| AppError::Internal)?;
+    // Same build, same tag: DefaultHasher::new() uses fixed keys, so every server process
+    // behind one load balancer agrees.
+    let mut hasher = DefaultHasher::new();
+    body.hash(&mut hasher);
+    let etag = format!("\"{:016x}\"", hasher.finish());
+    let cache = [
+        (header::ETAG, etag.clone()),
+        (header::CACHE_CONTROL, "no-cache".to_owned()),
+    ];
+    if matches_etag(&headers, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    Ok((cache, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Whether `If-None-Match` names `etag` (or is `*`).
+fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == etag || tag == "*")
 }
