@@ -96,6 +96,7 @@ impl Options {
             };
             match arg.as_str() {
                 "--bench" => {} // passed by `cargo bench`
+                "--help" | "-h" => usage(""),
                 "--runs" => options.runs = number(&value()),
                 "--secs" => options.duration = Duration::from_secs_f64(number(&value())),
                 "--clients" => options.clients = value().split(',').map(number).collect(),
@@ -129,9 +130,9 @@ fn usage(problem: &str) -> ! {
         "{problem}\n\nusage: cargo bench --bench loadgen -- [--runs 3] [--secs 5] \
          [--clients 1,8,32,128] [--scenarios holds,hot-seat,seat-map,flow] \
          [--hot-attempts 100000] [--pool 32]\n\
-         DATABASE_URL names the PostgreSQL server (a fresh database is made on it)."
+         DATABASE_URL names the PostgreSQL server to measure; a fresh database is made on it."
     );
-    std::process::exit(2)
+    std::process::exit(if problem.is_empty() { 0 } else { 2 })
 }
 
 /// What one run measured.
@@ -144,6 +145,9 @@ struct Sample {
     outcomes: BTreeMap<String, u64>,
     server_cpu: Option<Duration>,
     server_peak_rss: Option<u64>,
+    /// For pgbench: the connections it had (fewer than the clients when PostgreSQL's
+    /// connection limit would be exceeded).
+    connections: Option<usize>,
 }
 
 impl Sample {
@@ -626,7 +630,22 @@ async fn direct_run(
     .await
 }
 
-/// `pgbench` running the minimal statement for the scenario. Returns transactions per second.
+/// Connections PostgreSQL can still accept, less a few for the harness: pgbench cannot use
+/// more (the server here allows 100, and the benchmarked server keeps its own pool open).
+async fn free_connections(pool: &PgPool) -> usize {
+    let (free,): (i64,) = sqlx::query_as(
+        "select current_setting('max_connections')::int
+              - current_setting('superuser_reserved_connections')::int
+              - (select count(*) from pg_stat_activity where backend_type = 'client backend')
+              - 4",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    usize::try_from(free).unwrap_or(1).max(1)
+}
+
+/// `pgbench` running the minimal statement for the scenario, on `clients` connections.
 fn raw_run(
     scenario: Scenario,
     clients: usize,
@@ -726,6 +745,7 @@ fn raw_run(
         ops: processed,
         elapsed: Duration::from_secs_f64(processed as f64 / tps),
         outcomes,
+        connections: Some(clients),
         ..Sample::default()
     }
 }
@@ -845,6 +865,11 @@ fn report(scenario: Scenario, rows: &[Row]) -> String {
             _ => "–".into(),
         };
         let fmt = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0}"));
+        let raw_connections = row.samples.get(&Kind::Raw).and_then(|s| s[0].connections);
+        let raw_text = match raw_connections {
+            Some(n) if n < row.clients => format!("{} ({n} conns)", fmt(raw)),
+            _ => fmt(raw),
+        };
         let outcomes: Vec<String> = mid
             .outcomes
             .iter()
@@ -857,7 +882,7 @@ fn report(scenario: Scenario, rows: &[Row]) -> String {
             row.clients,
             fmt(http),
             fmt(direct),
-            fmt(raw),
+            raw_text,
             ratio(http, direct),
             ratio(http, raw),
             ms(mid.percentile(0.5)),
@@ -880,6 +905,10 @@ fn report(scenario: Scenario, rows: &[Row]) -> String {
 #[tokio::main]
 async fn main() {
     let options = Options::parse();
+    if std::env::var_os("DATABASE_URL").is_none() {
+        // The tests' fallback cluster runs with fsync off: fine for tests, misleading here.
+        usage("DATABASE_URL must name the PostgreSQL server to measure");
+    }
     common::raise_open_files_limit();
     let db = TestDb::new().await;
     let server = Server::start(&db, options.pool);
@@ -890,7 +919,6 @@ async fn main() {
         .execute(&admin)
         .await
         .unwrap();
-    let store = db.store(policy(TTL, 8), options.pool).await;
     let scripts = tempfile::tempdir().unwrap();
     eprintln!(
         "boxoffice load benchmark: {} run(s) of {:?} per figure, clients {:?}, pool {}, {} hot-seat attempts",
@@ -917,11 +945,21 @@ async fn main() {
                     let (stop, peak) = watch_memory(&server);
                     let (mut sample, told) = match kind {
                         Kind::Http => http_run(scenario, clients, &options, &server.base).await,
-                        Kind::Direct => direct_run(scenario, clients, &options, &store).await,
-                        Kind::Raw => (
-                            raw_run(scenario, clients, &options, &db, scripts.path()),
-                            Told::default(),
-                        ),
+                        Kind::Direct => {
+                            // A store of its own per run, closed after it, so its idle
+                            // connections do not count against pgbench's.
+                            let store = db.store(policy(TTL, 8), options.pool).await;
+                            let result = direct_run(scenario, clients, &options, &store).await;
+                            store.pool().close().await;
+                            result
+                        }
+                        Kind::Raw => {
+                            let connections = clients.min(free_connections(&admin).await);
+                            (
+                                raw_run(scenario, connections, &options, &db, scripts.path()),
+                                Told::default(),
+                            )
+                        }
                     };
                     stop.store(true, Ordering::Relaxed);
                     let peak = peak.join().unwrap();

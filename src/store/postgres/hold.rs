@@ -116,7 +116,7 @@ async fn decide(pool: &PgPool, policy: HoldPolicy, mut batch: Vec<Pending>) {
     }
 }
 
-/// One transaction for a whole batch (or for one multi-seat request alone).
+/// Decides one request (a group hold) in transactions of its own.
 pub(super) async fn hold_alone(
     pool: &PgPool,
     policy: HoldPolicy,
@@ -130,6 +130,7 @@ pub(super) async fn hold_alone(
     }
 }
 
+/// A seat row the batch's insert got.
 #[derive(sqlx::FromRow)]
 struct Won {
     session_id: Uuid,
@@ -138,6 +139,8 @@ struct Won {
     now: DateTime<Utc>,
 }
 
+/// One transaction deciding `requests` (arrival order). Requests whose user's quota may
+/// still free up come back as `Again`.
 async fn round(
     pool: &PgPool,
     policy: HoldPolicy,
