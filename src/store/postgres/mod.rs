@@ -19,6 +19,12 @@ mod hold;
 /// Namespace (first key) of the per-user advisory lock that serialises the hold limit check.
 const USER_LOCK_NAMESPACE: i32 = 0x_b0c5;
 
+/// Tasks deciding single-seat holds. A worker takes everything queued when it becomes free,
+/// so fewer workers make fuller transactions: measured with a pool of 32 at 8/32/128
+/// clients, 2 workers held 1.2k/2.1k/3.2k holds/s against 0.9k/1.5k/2.5k for 8 workers
+/// (BENCHMARKS.md); one worker did no better and would let one slow transaction stall all.
+const HOLD_WORKERS: usize = 2;
+
 /// How the connection pool is set up.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
@@ -87,11 +93,8 @@ impl PgStore {
     /// Wraps a pool whose database is already migrated. Starts the hold batcher's workers,
     /// so it must be called inside a Tokio runtime.
     pub fn new(pool: PgPool, policy: HoldPolicy) -> Self {
-        // A quarter of the connections decide holds: a worker that finds requests queued
-        // takes them all, so fewer, fuller transactions beat one per connection.
-        let workers = (pool.options().get_max_connections() as usize / 4).max(1);
         Self {
-            batcher: hold::Batcher::start(pool.clone(), policy, workers),
+            batcher: hold::Batcher::start(pool.clone(), policy, HOLD_WORKERS),
             pool,
             policy,
             movies: Arc::default(),
