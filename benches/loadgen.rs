@@ -257,35 +257,27 @@ impl Drop for Server {
 /// Samples the server's resident memory until stopped; returns the peak.
 fn watch_memory(server: &Server) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
     let stop = Arc::new(AtomicBool::new(false));
-    let pid = server.child.id();
+    let status = format!("/proc/{}/status", server.child.id());
     let flag = stop.clone();
     let handle = std::thread::spawn(move || {
-        let mut peak = 0;
-        let probe = Server::rss_of(pid);
-        while !flag.load(Ordering::Relaxed) {
-            peak = peak.max(probe());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        peak.max(probe())
-    });
-    (stop, handle)
-}
-
-impl Server {
-    fn rss_of(pid: u32) -> impl Fn() -> u64 {
-        move || {
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
+        let rss = || {
+            std::fs::read_to_string(&status)
                 .ok()
-                .and_then(|status| {
-                    status
-                        .lines()
-                        .find_map(|line| line.strip_prefix("VmRSS:"))
-                        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .and_then(|text| {
+                    let kb = text.lines().find_map(|line| line.strip_prefix("VmRSS:"))?;
+                    kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
                 })
                 .unwrap_or(0)
                 * 1024
+        };
+        let mut peak = 0;
+        while !flag.load(Ordering::Relaxed) {
+            peak = peak.max(rss());
+            std::thread::sleep(Duration::from_millis(20));
         }
-    }
+        peak.max(rss())
+    });
+    (stop, handle)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -769,14 +761,10 @@ async fn check(
         return Err(format!("{doubled} seats have two holders"));
     }
     let rows = |list: &[(String, String, uuid::Uuid)]| {
-        let movies: Vec<&str> = list.iter().map(|(m, ..)| m.as_str()).collect();
-        let seats: Vec<&str> = list.iter().map(|(_, s, _)| s.as_str()).collect();
+        let movies: Vec<String> = list.iter().map(|(m, ..)| m.clone()).collect();
+        let seats: Vec<String> = list.iter().map(|(_, s, _)| s.clone()).collect();
         let sessions: Vec<uuid::Uuid> = list.iter().map(|(.., id)| *id).collect();
-        (
-            movies.into_iter().map(str::to_owned).collect::<Vec<_>>(),
-            seats.into_iter().map(str::to_owned).collect::<Vec<_>>(),
-            sessions,
-        )
+        (movies, seats, sessions)
     };
     for (list, status) in [(&told.held, "held"), (&told.confirmed, "confirmed")] {
         let (movies, seats, sessions) = rows(list);

@@ -105,13 +105,13 @@ async fn a_confirmed_booking_survives_a_crash_and_a_restart() {
         .await
         .unwrap();
     let session = hold["session_id"].as_str().unwrap().to_owned();
-    let confirmed = client
-        .put(format!("{}/sessions/{session}/confirm", first.base))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(confirmed.status(), StatusCode::OK);
+    let confirm = |base: &str| {
+        client
+            .put(format!("{base}/sessions/{session}/confirm"))
+            .json(&body)
+            .send()
+    };
+    assert_eq!(confirm(&first.base).await.unwrap().status(), StatusCode::OK);
 
     // No chance to clean up: SIGKILL right after the acknowledgement.
     first.signal("-KILL");
@@ -130,13 +130,10 @@ async fn a_confirmed_booking_survives_a_crash_and_a_restart() {
         map,
         json!([{ "seat_id": "C3", "user_id": "alice", "booked": true, "confirmed": true }])
     );
-    let again = client
-        .put(format!("{}/sessions/{session}/confirm", second.base))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(
+        confirm(&second.base).await.unwrap().status(),
+        StatusCode::OK
+    );
 
     // SIGTERM is a clean stop.
     second.signal("-TERM");
