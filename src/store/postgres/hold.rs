@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{ChangeKind, SeatChange, USER_LOCK_NAMESPACE, classify, record};
+use super::{ChangeKind, SeatChange, USER_LOCK_NAMESPACE, classify, record, statements};
 use crate::domain::{Hold, SeatId, SessionId, UserId};
 use crate::store::{HoldPolicy, StoreError, StoreResult};
 
@@ -201,19 +201,11 @@ async fn round(
     .execute(&mut *tx)
     .await
     .map_err(classify)?;
-    // The deadline is checked in the aggregate, not the WHERE clause: statistics of
-    // expires_at always lag behind now(), so the planner takes "expires_at > now()" to match
-    // almost nothing and walks the expiry index through every live hold instead of probing
-    // the user index (seen in the benchmark: 5 ms per count at 20,000 live holds).
-    let counts: Vec<(String, i64)> = sqlx::query_as(
-        "select user_id, count(*) filter (where expires_at > now()) from seat_holds
-         where user_id = any($1) and status = 'held'
-         group by user_id",
-    )
-    .bind(&users)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(classify)?;
+    let counts: Vec<(String, i64)> = sqlx::query_as(statements::LIVE_HOLDS_PER_USER)
+        .bind(&users)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
 
     // Each user may take up to their remaining quota in this round, first come first served.
     // A request beyond it waits for the next round unless the quota is surely spent.
@@ -254,22 +246,12 @@ async fn round(
                 .map(move |s| (r.movie_id.as_str(), s.as_str()))
         })
         .unzip();
-    let expired: Vec<SeatChange> = sqlx::query_as(
-        r#"delete from seat_holds h
-           using (select s.movie_id, s.seat_id from seat_holds s
-                  join unnest($1::text[], $2::text[]) as t(movie_id, seat_id)
-                    on s.movie_id = t.movie_id and s.seat_id = t.seat_id
-                  where s.status = 'held' and s.expires_at <= now()
-                  order by s.movie_id, s.seat_id collate "C"
-                  for update of s) doomed
-           where h.movie_id = doomed.movie_id and h.seat_id = doomed.seat_id
-           returning h.movie_id, h.seat_id, h.session_id, h.user_id"#,
-    )
-    .bind(&movies)
-    .bind(&seats)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(classify)?;
+    let expired: Vec<SeatChange> = sqlx::query_as(statements::TAKE_OVER_EXPIRED)
+        .bind(&movies)
+        .bind(&seats)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
 
     // 3. The seat rows, in seat order (arrival order among requests for one seat). A seat
     //    someone else holds is skipped: the request that wanted it locks and writes nothing.

@@ -25,6 +25,49 @@ const USER_LOCK_NAMESPACE: i32 = 0x_b0c5;
 /// (BENCHMARKS.md); one worker did no better and would let one slow transaction stall all.
 const HOLD_WORKERS: usize = 2;
 
+/// The statements that read `seat_holds` through its partial indexes. Each must reach only
+/// the rows it is about whatever the planner's statistics say: right after an analyze that saw
+/// no live holds, every partial index looks empty and any one that the query's conditions
+/// imply looks as cheap as another. Public so that a test can pin their plans.
+#[doc(hidden)]
+pub mod statements {
+    /// Live holds of each of the users in `$1`. The deadline is checked in the aggregate, not
+    /// in the WHERE clause: the statistics of `expires_at` always lag behind `now()`, so a
+    /// condition on it there would look like it matched almost nothing and send the planner
+    /// through the expiry index, past every live hold. As it stands, only the user index
+    /// (`status = 'held'`) fits.
+    pub const LIVE_HOLDS_PER_USER: &str =
+        "select user_id, count(*) filter (where expires_at > now()) from seat_holds
+         where user_id = any($1) and status = 'held'
+         group by user_id";
+
+    /// Deletes and returns the expired holds on the seats `($1[i], $2[i])`, locking them in
+    /// seat order. The seats lead, through the primary key: the deadline is compared in a form
+    /// no index serves (a booking's null deadline counts as never), because through the
+    /// expiry index the statement would read every lapsed hold not yet reaped, and through
+    /// the user index ("status = 'held'") every live one.
+    pub const TAKE_OVER_EXPIRED: &str = r#"delete from seat_holds h
+           using (select s.movie_id, s.seat_id from seat_holds s
+                  join unnest($1::text[], $2::text[]) as t(movie_id, seat_id)
+                    on s.movie_id = t.movie_id and s.seat_id = t.seat_id
+                  where coalesce(s.expires_at, 'infinity') <= now()
+                  order by s.movie_id, s.seat_id collate "C"
+                  for update of s) doomed
+           where h.movie_id = doomed.movie_id and h.seat_id = doomed.seat_id
+           returning h.movie_id, h.seat_id, h.session_id, h.user_id"#;
+
+    /// Deletes and returns up to `$1` expired holds. `skip locked` never waits, so reapers in
+    /// several processes neither block each other nor a hold or confirm that is busy with one
+    /// of these rows.
+    pub const REAP_EXPIRED: &str = "with doomed as (
+             select movie_id, seat_id from seat_holds
+             where expires_at <= now()
+             limit $1 for update skip locked)
+         delete from seat_holds s using doomed d
+         where s.movie_id = d.movie_id and s.seat_id = d.seat_id
+         returning s.movie_id, s.seat_id, s.session_id, s.user_id";
+}
+
 /// How the connection pool is set up.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
@@ -339,21 +382,11 @@ impl SeatStore for PgStore {
 
     async fn reap_expired(&self, batch: u32) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        // `skip locked` never waits, so reapers in several processes neither block each other
-        // nor a hold or confirm that is busy with one of these rows.
-        let expired: Vec<SeatChange> = sqlx::query_as(
-            "with doomed as (
-                 select movie_id, seat_id from seat_holds
-                 where status = 'held' and expires_at <= now()
-                 limit $1 for update skip locked)
-             delete from seat_holds s using doomed d
-             where s.movie_id = d.movie_id and s.seat_id = d.seat_id
-             returning s.movie_id, s.seat_id, s.session_id, s.user_id",
-        )
-        .bind(i64::from(batch))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
+        let expired: Vec<SeatChange> = sqlx::query_as(statements::REAP_EXPIRED)
+            .bind(i64::from(batch))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
         record(&mut tx, ChangeKind::Expired, &expired).await?;
         tx.commit().await.map_err(classify)?;
         Ok(expired.len() as u64)
