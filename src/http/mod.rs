@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{BoxError, Router};
 use serde::Deserialize;
+use std::sync::Arc;
 use tower::ServiceBuilder;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
@@ -19,13 +20,16 @@ use crate::store::SeatStore;
 pub mod error;
 mod health;
 mod movies;
+mod seat_maps;
 mod sessions;
 
 pub use error::AppError;
+use seat_maps::SeatMaps;
 
 #[derive(Clone)]
 pub struct AppState<S> {
     pub store: S,
+    pub seat_maps: Arc<SeatMaps>,
 }
 
 /// A JSON request body whose rejections answer as `AppError`s.
@@ -66,7 +70,10 @@ pub fn app<S: SeatStore>(store: S, config: &Config) -> Router {
         .route("/readyz", get(health::ready::<S>))
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .fallback_service(page)
-        .with_state(AppState { store })
+        .with_state(AppState {
+            store,
+            seat_maps: Arc::default(),
+        })
         .layer(
             ServiceBuilder::new()
                 .layer(TraceLayer::new_for_http())

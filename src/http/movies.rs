@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::seat_maps::Rendered;
 use super::{AppError, AppState};
 use crate::domain::{Movie, SeatId, UserId};
 use crate::store::SeatStore;
@@ -28,16 +29,31 @@ pub struct TakenSeatBody {
 
 /// The seat map, with an `ETag` so that polling clients get a bodiless 304 while nothing
 /// changed. The tag is a hash of the body, and the body leaves out expired holds, so the tag
-/// changes when a hold expires even though nothing was written.
+/// changes when a hold expires even though nothing was written. Concurrent requests for one
+/// movie share reads (`SeatMaps`).
 pub async fn seat_map<S: SeatStore>(
     State(app): State<AppState<S>>,
     Path(movie_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let movie = app.store.movie(&movie_id).await?;
-    let seats: Vec<TakenSeatBody> = app
-        .store
-        .seat_map(&movie.id)
+    let Rendered { body, etag } = app
+        .seat_maps
+        .read(&movie.id, || render(&app.store, &movie.id))
+        .await?;
+    let cache = [
+        (header::ETAG, etag),
+        (header::CACHE_CONTROL, "no-cache".to_owned()),
+    ];
+    if matches_etag(&headers, &cache[0].1) {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    Ok((cache, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+async fn render<S: SeatStore>(store: &S, movie_id: &str) -> Result<Rendered, AppError> {
+    let seats: Vec<TakenSeatBody> = store
+        .seat_map(movie_id)
         .await?
         .into_iter()
         .map(|seat| TakenSeatBody {
@@ -52,15 +68,10 @@ pub async fn seat_map<S: SeatStore>(
     // behind one load balancer agrees.
     let mut hasher = DefaultHasher::new();
     body.hash(&mut hasher);
-    let etag = format!("\"{:016x}\"", hasher.finish());
-    let cache = [
-        (header::ETAG, etag.clone()),
-        (header::CACHE_CONTROL, "no-cache".to_owned()),
-    ];
-    if matches_etag(&headers, &etag) {
-        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
-    }
-    Ok((cache, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok(Rendered {
+        etag: format!("\"{:016x}\"", hasher.finish()),
+        body: body.into(),
+    })
 }
 
 /// Whether `If-None-Match` names `etag` (or is `*`).
