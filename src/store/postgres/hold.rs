@@ -133,6 +133,7 @@ pub(super) async fn hold_alone(
 /// A seat row the batch's insert got.
 #[derive(sqlx::FromRow)]
 struct Won {
+    movie_id: String,
     session_id: Uuid,
     seat_id: String,
     expires_at: DateTime<Utc>,
@@ -149,30 +150,33 @@ async fn round(
     let mut decisions: Vec<Option<Decision>> = requests.iter().map(|_| None).collect();
 
     // Seats already held or booked are refused without a transaction: the hot-seat rush
-    // costs one read per batch.
+    // costs one read per batch. The read also tells which seats have a lapsed hold to take
+    // over; on the others there is nothing to delete.
     let (movies, seats): (Vec<&str>, Vec<&str>) = requests
         .iter()
         .flat_map(|r| r.seats.iter().map(|s| (r.movie_id.as_str(), s.as_str())))
         .unzip();
-    let live: Vec<(String, String)> = sqlx::query_as(
-        "select h.movie_id, h.seat_id from seat_holds h
+    let found: Vec<(String, String, bool)> = sqlx::query_as(
+        "select h.movie_id, h.seat_id, h.status = 'confirmed' or h.expires_at > now()
+         from seat_holds h
          join unnest($1::text[], $2::text[]) as t(movie_id, seat_id)
-           on h.movie_id = t.movie_id and h.seat_id = t.seat_id
-         where h.status = 'confirmed' or h.expires_at > now()",
+           on h.movie_id = t.movie_id and h.seat_id = t.seat_id",
     )
     .bind(&movies)
     .bind(&seats)
     .fetch_all(pool)
     .await
     .map_err(classify)?;
+    let seen = |request: &Request, seat: &SeatId, live: bool| {
+        found
+            .iter()
+            .any(|(m, s, l)| *m == request.movie_id && s == seat.as_str() && *l == live)
+    };
     for (i, request) in requests.iter().enumerate() {
         let taken: Vec<SeatId> = request
             .seats
             .iter()
-            .filter(|seat| {
-                live.iter()
-                    .any(|(m, s)| *m == request.movie_id && s == seat.as_str())
-            })
+            .filter(|seat| seen(request, seat, true))
             .cloned()
             .collect();
         if !taken.is_empty() {
@@ -235,53 +239,79 @@ async fn round(
         }
     }
 
-    // 2. Expired holds on the admitted seats are taken over now, whether or not the reaper
-    //    has run; their rows are locked in seat order.
-    let (movies, seats): (Vec<&str>, Vec<&str>) = admitted
+    // 2. Lapsed holds on the admitted seats are taken over now, whether or not the reaper
+    //    has run; their rows are locked in seat order. Only seats where the first read saw
+    //    one need it: a row that appeared since is a new hold, and its seat is contested.
+    let (lapsed_movies, lapsed_seats): (Vec<&str>, Vec<&str>) = admitted
         .iter()
         .flat_map(|&i| {
             let r = requests[i];
             r.seats
                 .iter()
+                .filter(|seat| seen(r, seat, false))
                 .map(move |s| (r.movie_id.as_str(), s.as_str()))
         })
         .unzip();
-    let expired: Vec<SeatChange> = sqlx::query_as(statements::TAKE_OVER_EXPIRED)
-        .bind(&movies)
-        .bind(&seats)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
+    let expired: Vec<SeatChange> = if lapsed_seats.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(statements::TAKE_OVER_EXPIRED)
+            .bind(&lapsed_movies)
+            .bind(&lapsed_seats)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?
+    };
 
-    // 3. The seat rows, in seat order (arrival order among requests for one seat). A seat
+    // 3. The seat rows, in seat order (arrival order among requests for one seat), and in
+    //    the same statement the sessions of the requests that got all their seats. A seat
     //    someone else holds is skipped: the request that wanted it locks and writes nothing.
     let sessions: Vec<SessionId> = requests.iter().map(|_| SessionId::new()).collect();
-    let (mut ids, mut owners): (Vec<Uuid>, Vec<&str>) = (Vec::new(), Vec::new());
+    let mut rows = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut wanted = (Vec::new(), Vec::new());
     for &i in &admitted {
-        for _ in &requests[i].seats {
-            ids.push(sessions[i].0);
-            owners.push(requests[i].user.as_str());
+        let request = requests[i];
+        for seat in &request.seats {
+            rows.0.push(request.movie_id.as_str());
+            rows.1.push(seat.as_str());
+            rows.2.push(sessions[i].0);
+            rows.3.push(request.user.as_str());
         }
+        wanted.0.push(sessions[i].0);
+        wanted.1.push(request.seats.len() as i64);
     }
     let won: Vec<Won> = sqlx::query_as(
-        r#"insert into seat_holds (movie_id, seat_id, session_id, user_id, expires_at)
-           select movie_id, seat_id, session_id, user_id, now() + make_interval(secs => $5)
-           from unnest($1::text[], $2::text[], $3::uuid[], $4::text[])
-                with ordinality as t(movie_id, seat_id, session_id, user_id, arrival)
-           order by movie_id, seat_id collate "C", arrival
-           on conflict do nothing
-           returning session_id, seat_id, expires_at, now() as now"#,
+        r#"with won as (
+               insert into seat_holds (movie_id, seat_id, session_id, user_id, expires_at)
+               select movie_id, seat_id, session_id, user_id, now() + make_interval(secs => $5)
+               from unnest($1::text[], $2::text[], $3::uuid[], $4::text[])
+                    with ordinality as t(movie_id, seat_id, session_id, user_id, arrival)
+               order by movie_id, seat_id collate "C", arrival
+               on conflict do nothing
+               returning movie_id, seat_id, session_id, user_id, expires_at),
+           whole as (
+               insert into hold_sessions (id, movie_id, user_id, seat_count, expires_at, created_at)
+               select w.session_id, min(w.movie_id), min(w.user_id), count(*), min(w.expires_at), now()
+               from won w join unnest($6::uuid[], $7::bigint[]) as r(session_id, seats)
+                 on r.session_id = w.session_id
+               group by w.session_id, r.seats
+               having count(*) = r.seats)
+           select movie_id, seat_id, session_id, expires_at, now() as now from won"#,
     )
-    .bind(&movies)
-    .bind(&seats)
-    .bind(&ids)
-    .bind(&owners)
+    .bind(&rows.0)
+    .bind(&rows.1)
+    .bind(&rows.2)
+    .bind(&rows.3)
     .bind(policy.ttl.as_secs_f64())
+    .bind(&wanted.0)
+    .bind(&wanted.1)
     .fetch_all(&mut *tx)
     .await
     .map_err(classify)?;
 
-    // A request that got only some of its seats gets none: its rows go again.
+    // A request that got only some of its seats gets none: its rows go again. A seat it
+    // lost to a request of this batch is taken; one it lost to a hold made since the first
+    // read is decided again, from a fresh read (the hold may be live or may have lapsed).
     let mut partial = Vec::new();
     let mut winners = Vec::new();
     for &i in &admitted {
@@ -292,21 +322,28 @@ async fn round(
             .collect();
         if got.len() == request.seats.len() {
             winners.push((i, got[0].expires_at, got[0].now));
-        } else {
-            if !got.is_empty() {
-                partial.push(sessions[i].0);
-            }
-            let taken = request
-                .seats
-                .iter()
-                .filter(|seat| !got.iter().any(|w| w.seat_id == seat.as_str()))
-                .cloned()
-                .collect();
-            // Its quota was not used after all.
-            *quota.get_mut(request.user.as_str()).expect("has a quota") +=
-                request.seats.len() as i64;
-            decisions[i] = Some(Decision::Done(Err(StoreError::SeatTaken(taken))));
+            continue;
         }
+        if !got.is_empty() {
+            partial.push(sessions[i].0);
+        }
+        let lost: Vec<SeatId> = request
+            .seats
+            .iter()
+            .filter(|seat| !got.iter().any(|w| w.seat_id == seat.as_str()))
+            .cloned()
+            .collect();
+        let batch_mate_won = |seat: &SeatId| {
+            won.iter()
+                .any(|w| w.movie_id == request.movie_id && w.seat_id == seat.as_str())
+        };
+        // Its quota was not used after all.
+        *quota.get_mut(request.user.as_str()).expect("has a quota") += request.seats.len() as i64;
+        decisions[i] = Some(if lost.iter().all(batch_mate_won) {
+            Decision::Done(Err(StoreError::SeatTaken(lost)))
+        } else {
+            Decision::Again
+        });
     }
     if !partial.is_empty() {
         sqlx::query("delete from seat_holds where session_id = any($1)")
@@ -330,35 +367,10 @@ async fn round(
         });
     }
 
-    // 4. Sessions for the winners, then the side writes, then one commit for all.
+    // 4. The side writes, then one commit for all.
     if winners.is_empty() && expired.is_empty() {
         tx.rollback().await.map_err(classify)?;
     } else {
-        if !winners.is_empty() {
-            let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for &(i, expires_at, _) in &winners {
-                let request = requests[i];
-                columns.0.push(sessions[i].0);
-                columns.1.push(request.movie_id.as_str());
-                columns.2.push(request.user.as_str());
-                columns.3.push(request.seats.len() as i32);
-                columns.4.push(expires_at);
-            }
-            sqlx::query(
-                "insert into hold_sessions (id, movie_id, user_id, seat_count, expires_at, created_at)
-                 select id, movie_id, user_id, seat_count, expires_at, now()
-                 from unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::timestamptz[])
-                      as t(id, movie_id, user_id, seat_count, expires_at)",
-            )
-            .bind(&columns.0)
-            .bind(&columns.1)
-            .bind(&columns.2)
-            .bind(&columns.3)
-            .bind(&columns.4)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        }
         record(&mut tx, ChangeKind::Expired, &expired).await?;
         let held: Vec<SeatChange> = winners
             .iter()
