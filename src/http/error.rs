@@ -11,7 +11,7 @@ use crate::store::StoreError;
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_SECS: &str = "1";
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum AppError {
     MalformedJson(String),
     InvalidBody(String),

@@ -42,10 +42,10 @@ pub async fn seat_map<S: SeatStore>(
         .read(&movie.id, || render(&app.store, &movie.id))
         .await?;
     let cache = [
-        (header::ETAG, etag),
+        (header::ETAG, etag.clone()),
         (header::CACHE_CONTROL, "no-cache".to_owned()),
     ];
-    if matches_etag(&headers, &cache[0].1) {
+    if matches_etag(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
     Ok((cache, [(header::CONTENT_TYPE, "application/json")], body).into_response())

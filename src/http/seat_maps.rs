@@ -28,16 +28,18 @@ pub struct SeatMaps {
     clock: AtomicU64,
 }
 
-/// The last read of a movie and when it started.
+/// The last read of a movie, when it started, and how it ended.
 struct Latest {
     started: u64,
-    rendered: Rendered,
+    outcome: Result<Rendered, AppError>,
 }
 
 impl SeatMaps {
     /// The seat map of `movie_id`, from a `render` started after this call: either one this
     /// call runs or one a concurrent call started later and already finished. Reads of one
-    /// movie run one at a time; failed reads are not shared.
+    /// movie run one at a time. A failed read is shared too, so that while the database is
+    /// down a queue of requests is answered 503 together rather than one timeout after
+    /// another.
     pub async fn read<F, Fut>(&self, movie_id: &str, render: F) -> Result<Rendered, AppError>
     where
         F: FnOnce() -> Fut,
@@ -55,15 +57,15 @@ impl SeatMaps {
         if let Some(last) = latest.as_ref()
             && last.started > arrived
         {
-            return Ok(last.rendered.clone());
+            return last.outcome.clone();
         }
         let started = self.clock.fetch_add(1, Ordering::SeqCst);
-        let rendered = render().await?;
+        let outcome = render().await;
         *latest = Some(Latest {
             started,
-            rendered: rendered.clone(),
+            outcome: outcome.clone(),
         });
-        Ok(rendered)
+        outcome
     }
 }
 
@@ -71,19 +73,36 @@ impl SeatMaps {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
     use tokio::sync::Semaphore;
 
     /// A render that counts itself and waits for a permit, so the test decides when each
-    /// read finishes.
+    /// read finishes; reads from `failing_from` on fail as an outage would.
     struct Gate {
         renders: AtomicUsize,
         permits: Semaphore,
+        failing_from: usize,
     }
 
     impl Gate {
+        fn new(permits: usize, failing_from: usize) -> Arc<Self> {
+            Arc::new(Self {
+                renders: AtomicUsize::new(0),
+                permits: Semaphore::new(permits),
+                failing_from,
+            })
+        }
+
+        fn renders(&self) -> usize {
+            self.renders.load(Ordering::SeqCst)
+        }
+
         async fn render(&self) -> Result<Rendered, AppError> {
             let n = self.renders.fetch_add(1, Ordering::SeqCst) + 1;
             self.permits.acquire().await.expect("open").forget();
+            if n >= self.failing_from {
+                return Err(AppError::Unavailable);
+            }
             Ok(Rendered {
                 body: Bytes::from(n.to_string()),
                 etag: format!("\"{n}\""),
@@ -91,75 +110,86 @@ mod tests {
         }
     }
 
+    /// What a request was given: the body, or the error code.
+    type Answer = Result<Bytes, &'static str>;
+
+    async fn read(maps: &SeatMaps, gate: &Gate) -> Answer {
+        let outcome = maps.read("inception", || gate.render()).await;
+        outcome.map(|r| r.body).map_err(|e| match e {
+            AppError::Unavailable => "unavailable",
+            _ => "other",
+        })
+    }
+
     async fn until(what: &str, condition: impl Fn() -> bool) {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !condition() {
             assert!(tokio::time::Instant::now() < deadline, "never: {what}");
             tokio::task::yield_now().await;
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn requests_arriving_during_a_read_share_the_next_read_not_that_one() {
+    /// A first read is under way when ten more requests arrive; then the reads finish one
+    /// by one. Returns the first request's answer and the ten's.
+    async fn ten_arrive_during_a_read(gate: Arc<Gate>) -> (Answer, Vec<Answer>) {
         let maps = Arc::new(SeatMaps::default());
-        let gate = Arc::new(Gate {
-            renders: AtomicUsize::new(0),
-            permits: Semaphore::new(0),
-        });
-        let read = |maps: Arc<SeatMaps>, gate: Arc<Gate>| {
-            tokio::spawn(async move {
-                let rendered = maps.read("inception", || gate.render()).await;
-                rendered.map(|r| r.body).ok()
-            })
+        let spawn = |maps: Arc<SeatMaps>, gate: Arc<Gate>| {
+            tokio::spawn(async move { read(&maps, &gate).await })
         };
-
-        // A first read is under way…
-        let first = read(maps.clone(), gate.clone());
-        until("the first read started", || {
-            gate.renders.load(Ordering::SeqCst) == 1
-        })
-        .await;
-        // …when ten more requests arrive (one tick each on the clock).
-        let later: Vec<_> = (0..10).map(|_| read(maps.clone(), gate.clone())).collect();
+        let first = spawn(maps.clone(), gate.clone());
+        until("the first read started", || gate.renders() == 1).await;
+        let later: Vec<_> = (0..10).map(|_| spawn(maps.clone(), gate.clone())).collect();
+        // One tick for the first arrival, one for its read, one for each of the ten.
         until("the ten arrived", || {
             maps.clock.load(Ordering::SeqCst) == 12
         })
         .await;
 
         gate.permits.add_permits(1);
-        assert_eq!(first.await.unwrap(), Some(Bytes::from("1")));
+        let first = first.await.expect("first request");
         // The first read began before they arrived, so one of them reads again for all.
-        until("the second read started", || {
-            gate.renders.load(Ordering::SeqCst) == 2
-        })
-        .await;
+        until("the second read started", || gate.renders() == 2).await;
         gate.permits.add_permits(1);
+        let mut answers = Vec::new();
         for request in later {
-            let answer = tokio::time::timeout(std::time::Duration::from_secs(10), request).await;
-            let renders = gate.renders.load(Ordering::SeqCst);
+            let answer = tokio::time::timeout(Duration::from_secs(10), request).await;
+            let renders = gate.renders();
             assert!(
                 answer.is_ok(),
                 "the ten did not share one read: {renders} reads"
             );
-            assert_eq!(answer.unwrap().unwrap(), Some(Bytes::from("2")));
+            answers.push(answer.unwrap().expect("later request"));
         }
-        assert_eq!(
-            gate.renders.load(Ordering::SeqCst),
-            2,
-            "two reads for eleven requests"
-        );
+        assert_eq!(gate.renders(), 2, "two reads for eleven requests");
+        (first, answers)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_arriving_during_a_read_share_the_next_read_not_that_one() {
+        let (first, later) = ten_arrive_during_a_read(Gate::new(0, usize::MAX)).await;
+        assert_eq!(first, Ok(Bytes::from("1")));
+        assert_eq!(later, vec![Ok(Bytes::from("2")); 10]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_read_answers_everyone_who_waited_for_it() {
+        let (first, later) = ten_arrive_during_a_read(Gate::new(0, 2)).await;
+        assert_eq!(first, Ok(Bytes::from("1")));
+        assert_eq!(later, vec![Err("unavailable"); 10]);
     }
 
     #[tokio::test]
     async fn a_request_after_a_finished_read_reads_again() {
         let maps = SeatMaps::default();
-        let gate = Gate {
-            renders: AtomicUsize::new(0),
-            permits: Semaphore::new(2),
-        };
-        let first = maps.read("inception", || gate.render()).await.ok();
-        let second = maps.read("inception", || gate.render()).await.ok();
-        assert_eq!(first.map(|r| r.body), Some(Bytes::from("1")));
-        assert_eq!(second.map(|r| r.body), Some(Bytes::from("2")));
+        let gate = Gate::new(3, 2);
+        assert_eq!(read(&maps, &gate).await, Ok(Bytes::from("1")));
+        assert_eq!(read(&maps, &gate).await, Err("unavailable"));
+        assert_eq!(gate.renders(), 2);
+        assert_eq!(read(&maps, &gate).await, Err("unavailable"));
+        assert_eq!(
+            gate.renders(),
+            3,
+            "a failure is not kept for later requests"
+        );
     }
 }
