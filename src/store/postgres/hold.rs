@@ -310,8 +310,9 @@ async fn round(
     .map_err(classify)?;
 
     // A request that got only some of its seats gets none: its rows go again. A seat it
-    // lost to a request of this batch is taken; one it lost to a hold made since the first
-    // read is decided again, from a fresh read (the hold may be live or may have lapsed).
+    // lost to a request of this batch is taken (batches are of single-seat requests, so that
+    // one got all it asked for); one it lost to a hold made since the first read is decided
+    // again, from a fresh read: that hold may be live, lapsed or gone.
     let mut partial = Vec::new();
     let mut winners = Vec::new();
     for &i in &admitted {
