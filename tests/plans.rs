@@ -8,8 +8,6 @@ mod common;
 use common::TestDb;
 use serde_json::Value;
 use sqlx::PgPool;
-use sqlx::postgres::PgArguments;
-use sqlx::query::QueryScalar;
 
 use boxoffice::store::postgres::statements;
 
@@ -70,30 +68,41 @@ async fn stale_statistics() -> (TestDb, PgPool) {
     (db, pool)
 }
 
-type Explain<'q> = QueryScalar<'q, sqlx::Postgres, Value, PgArguments>;
-
-/// Runs `statement` under EXPLAIN ANALYZE with the given plan cache mode, and rolls back what
-/// it did; returns how many rows its plan read and threw away, and the plan.
+/// Prepares `statement` as the store's connections do, runs it under EXPLAIN ANALYZE with
+/// `arguments` (SQL literals, "(array['a'], 2)") and the given plan cache mode (a custom plan
+/// for those values, or the generic plan a prepared statement settles on), and rolls back
+/// what it did. Returns how many rows the plan read and threw away, and the plan.
 async fn rows_thrown_away(
     pool: &PgPool,
     plan_cache_mode: &str,
     statement: &str,
-    bind: impl FnOnce(Explain<'_>) -> Explain<'_>,
+    arguments: &str,
 ) -> (f64, Value) {
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "set local plan_cache_mode = {plan_cache_mode}"
-    )))
-    .execute(&mut *tx)
-    .await
-    .unwrap();
-    let explain = format!("explain (analyze, format json) {statement}");
-    let plan = bind(sqlx::query_scalar(sqlx::AssertSqlSafe(explain)))
+    let mut conn = pool.acquire().await.unwrap();
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+    let setup =
+        format!("set local plan_cache_mode = {plan_cache_mode}; prepare probe as {statement}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let explain = format!("explain (analyze, format json) execute probe {arguments}");
+    let plan: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
         .fetch_one(&mut *tx)
         .await
         .unwrap();
     tx.rollback().await.unwrap();
+    sqlx::raw_sql("deallocate probe")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     (thrown_away(&plan), plan)
+}
+
+/// `values` as a SQL text array literal.
+fn array(values: &[String]) -> String {
+    let quoted: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
+    format!("array[{}]", quoted.join(", "))
 }
 
 /// Rows removed by a filter, a join filter or an index recheck, over the whole plan.
@@ -124,11 +133,10 @@ async fn the_per_user_count_reads_only_the_users_own_holds() {
     // One user with a live hold, seven without: what a batch of holds asks.
     let mut users: Vec<String> = (0..7).map(|n| format!("newcomer-{n}")).collect();
     users.push(format!("user-{BOOKINGS}"));
+    let arguments = format!("({})", array(&users));
     for mode in MODES {
-        let (waste, plan) = rows_thrown_away(&pool, mode, statements::LIVE_HOLDS_PER_USER, |q| {
-            q.bind(users.clone())
-        })
-        .await;
+        let statement = statements::LIVE_HOLDS_PER_USER;
+        let (waste, plan) = rows_thrown_away(&pool, mode, statement, &arguments).await;
         assert_eq!(
             waste, 0.0,
             "{mode}: the count read other users' holds:\n{plan:#}"
@@ -147,11 +155,10 @@ async fn taking_over_expired_seats_reads_only_those_seats() {
     ];
     let seat = |n: i64| format!("{}{}", (b'A' + (n % 1300 / 50) as u8) as char, n % 50 + 1);
     let seats = vec![seat(first_expired), "Z50".to_owned()];
+    let arguments = format!("({}, {})", array(&movies), array(&seats));
     for mode in MODES {
-        let (waste, plan) = rows_thrown_away(&pool, mode, statements::TAKE_OVER_EXPIRED, |q| {
-            q.bind(movies.clone()).bind(seats.clone())
-        })
-        .await;
+        let statement = statements::TAKE_OVER_EXPIRED;
+        let (waste, plan) = rows_thrown_away(&pool, mode, statement, &arguments).await;
         assert_eq!(
             waste, 0.0,
             "{mode}: the takeover read other seats:\n{plan:#}"
@@ -169,8 +176,7 @@ async fn taking_over_expired_seats_reads_only_those_seats() {
 async fn the_reaper_reads_only_expired_holds() {
     let (_db, pool) = stale_statistics().await;
     for mode in MODES {
-        let (waste, plan) =
-            rows_thrown_away(&pool, mode, statements::REAP_EXPIRED, |q| q.bind(1_000_i64)).await;
+        let (waste, plan) = rows_thrown_away(&pool, mode, statements::REAP_EXPIRED, "(1000)").await;
         assert_eq!(
             waste, 0.0,
             "{mode}: the reaper read live holds or bookings:\n{plan:#}"

@@ -25,10 +25,11 @@ const USER_LOCK_NAMESPACE: i32 = 0x_b0c5;
 /// (BENCHMARKS.md); one worker did no better and would let one slow transaction stall all.
 const HOLD_WORKERS: usize = 2;
 
-/// The statements that read `seat_holds` through its partial indexes. Each must reach only
-/// the rows it is about whatever the planner's statistics say: right after an analyze that saw
-/// no live holds, every partial index looks empty and any one that the query's conditions
-/// imply looks as cheap as another. Public so that a test can pin their plans.
+/// The statements that a partial index of `seat_holds` could lead astray. Each must reach
+/// only the rows it is about whatever the planner's statistics say: right after an analyze
+/// that saw no live holds, every partial index looks empty, and any one whose predicate a
+/// statement's conditions imply looks as cheap as another. Public so that a test can pin
+/// their plans (`tests/plans.rs`).
 #[doc(hidden)]
 pub mod statements {
     /// Live holds of each of the users in `$1`. The deadline is checked in the aggregate, not
