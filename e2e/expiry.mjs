@@ -26,3 +26,25 @@ await scenario("an unconfirmed hold expires", async (browser) => {
   await expectSeat(b, "B2", "mine", 1000);
   await expectSeat(a, "B2", "held");
 });
+
+await scenario("a hold whose countdown lags the server's clock still ends as expired", async (browser) => {
+  const a = await visitor(browser, "dune-part-two");
+  const c = await visitor(browser, "dune-part-two");
+  // C's page thinks the server's clock is 5 s behind: its countdown runs 5 s late.
+  await c.route("**/seats/*/hold", async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    body.server_time = new Date(Date.parse(body.server_time) - 5000).toISOString();
+    await route.fulfill({ response, json: body });
+  });
+
+  await seat(c, "C3").click();
+  await expectSeat(c, "C3", "mine", 1000);
+  await expectSeat(a, "C3", "held");
+  // The hold lapses on the server (A sees the seat free); C's countdown has 5 s to go, so
+  // within the next 1.5 s only C's look at the map can end the hold there, and it must say
+  // expired, not ended elsewhere.
+  await expectSeat(a, "C3", "free", 8000);
+  await expectMessage(c, /hold on seat C3 expired/, 1500);
+  assert.match(await holdRow(c, "C3").textContent(), /Hold expired/);
+});

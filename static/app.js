@@ -30,8 +30,9 @@ const userId = (() => {
 let movies = [];               // [{id, title, rows, seats_per_row, free}]
 let movieId = null;            // the movie on screen
 let taken = new Map();         // seat_id -> {user_id, confirmed}
-const holds = new Map();       // session_id -> {movieId, seatId, deadline (local ms)}
+const holds = new Map();       // session_id -> {movieId, seatId, expiresAt (server ms), deadline (local ms)}
 let clockOffset = 0;           // server clock minus local clock, ms
+let serverDate = 0;            // the Date header of the last answer (server ms, whole seconds)
 const busySeats = new Set();   // seats with a request in flight
 let changes = 0;               // my own changes so far: a map fetched before one is stale
 
@@ -60,6 +61,7 @@ async function api(method, path, body, extra = {}) {
   }
   if (response.status === 503) serviceDown();
   else serviceUp();
+  serverDate = Date.parse(response.headers.get("date")) || serverDate;
   if (response.status === 204) return null;
   const data = await response.json().catch(() => null);
   if (!response.ok) {
@@ -182,10 +184,13 @@ async function refresh() {
   }
   if (id !== movieId || seen !== changes) return;
   taken = new Map(list.map((t) => [t.seat_id, t]));
-  // A hold of mine that is no longer on the map ended elsewhere (expired, or another tab).
+  // A hold of mine that is no longer on the map expired (the countdown, on an estimate of the
+  // server's clock, may lag behind by a moment: the answer's Date, whole seconds, decides) or
+  // ended elsewhere (another tab).
   for (const [session, h] of holds) {
     if (h.movieId === id && !h.ended && seatState(h.seatId) !== "mine" && !busySeats.has(h.seatId)) {
-      endHold(session, `Your hold on seat ${h.seatId} has ended.`, "Hold ended");
+      if (serverDate + 1000 >= h.expiresAt) expire(session, h);
+      else endHold(session, `Your hold on seat ${h.seatId} has ended.`, "Hold ended");
     }
   }
   const movie = movies.find((m) => m.id === id);
@@ -236,7 +241,8 @@ function hold(seat) {
   return change(seat, async () => {
     const h = await api("POST", `/movies/${encodeURIComponent(id)}/seats/${seat}/hold`, { user_id: userId });
     clockOffset = Date.parse(h.server_time) - Date.now();
-    holds.set(h.session_id, { movieId: id, seatId: h.seat_id, deadline: Date.parse(h.expires_at) - clockOffset });
+    const expiresAt = Date.parse(h.expires_at);
+    holds.set(h.session_id, { movieId: id, seatId: h.seat_id, expiresAt, deadline: expiresAt - clockOffset });
     taken.set(h.seat_id, { seat_id: h.seat_id, user_id: userId, confirmed: false });
     say(`Seat ${seat} is held for you. Confirm it before the timer runs out.`, "ok");
   }, (e) => (e.code === "seat_taken"
@@ -282,6 +288,10 @@ function releaseAll({ keepalive }) {
   }
   holds.clear();
   renderHolds();
+}
+
+function expire(session, h) {
+  endHold(session, `Your hold on seat ${h.seatId} expired. The seat is available again.`);
 }
 
 function endHold(session, text, note = "Hold expired") {
@@ -361,7 +371,7 @@ function tick() {
     el.textContent = mmss(secs);
     el.classList.toggle("urgent", secs <= URGENT_SECS);
     el.setAttribute("aria-label", `${secs} seconds left`);
-    if (secs === 0) endHold(session, `Your hold on seat ${h.seatId} expired. The seat is available again.`);
+    if (secs === 0) expire(session, h);
   }
 }
 
