@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use boxoffice::domain::UserId;
 use boxoffice::store::{SeatStore, StoreError};
-use common::{LONG_TTL, TestApp, TestDb, policy, test_config};
+use common::{LONG_TTL, TestApp, TestDb, json_of, policy, test_config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::{Barrier, Semaphore};
@@ -209,15 +209,12 @@ async fn many_users_racing_for_many_seats_never_share_one() {
         }
     }
     assert!(!kept.is_empty());
-    let map: Value = apps[0]
-        .client
-        .get(apps[0].url(&format!("/movies/{movie}/seats")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let map = json_of(
+        apps[0]
+            .client
+            .get(apps[0].url(&format!("/movies/{movie}/seats"))),
+    )
+    .await;
     let on_map: HashMap<String, (String, bool)> = map
         .as_array()
         .unwrap()

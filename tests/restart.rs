@@ -7,9 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
-use common::TestDb;
+use common::{TestDb, json_of};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 struct Server {
     child: Child,
@@ -95,15 +95,12 @@ async fn a_confirmed_booking_survives_a_crash_and_a_restart() {
     let body = json!({ "user_id": "alice" });
 
     let mut first = Server::start(Some(&db.url)).await;
-    let hold: Value = client
-        .post(format!("{}/movies/inception/seats/C3/hold", first.base))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hold = json_of(
+        client
+            .post(format!("{}/movies/inception/seats/C3/hold", first.base))
+            .json(&body),
+    )
+    .await;
     let session = hold["session_id"].as_str().unwrap().to_owned();
     let confirm = |base: &str| {
         client
@@ -118,14 +115,7 @@ async fn a_confirmed_booking_survives_a_crash_and_a_restart() {
     first.child.wait().unwrap();
 
     let mut second = Server::start(Some(&db.url)).await;
-    let map: Value = client
-        .get(format!("{}/movies/inception/seats", second.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let map = json_of(client.get(format!("{}/movies/inception/seats", second.base))).await;
     assert_eq!(
         map,
         json!([{ "seat_id": "C3", "user_id": "alice", "booked": true, "confirmed": true }])

@@ -45,13 +45,14 @@ impl SeatMaps {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Rendered, AppError>>,
     {
-        let latest = self
-            .movies
-            .lock()
-            .expect("seat-map table poisoned")
-            .entry(movie_id.to_owned())
-            .or_default()
-            .clone();
+        let latest = {
+            let mut movies = self.movies.lock().expect("seat-map table poisoned");
+            match movies.get(movie_id) {
+                Some(latest) => latest.clone(),
+                // The id is copied only the first time a movie is read.
+                None => movies.entry(movie_id.to_owned()).or_default().clone(),
+            }
+        };
         let arrived = self.clock.fetch_add(1, Ordering::SeqCst);
         let mut latest = latest.lock().await;
         if let Some(last) = latest.as_ref()

@@ -347,6 +347,12 @@ impl Drop for TestApp {
     }
 }
 
+/// Sends `request` and returns its body as JSON.
+pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    let response = request.send().await.expect("request");
+    response.json().await.expect("a JSON body")
+}
+
 pub fn pool_settings(max_connections: u32) -> PoolSettings {
     PoolSettings {
         max_connections,
