@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 
-use super::{HoldPolicy, SeatStore, StoreError, StoreResult, lock_order};
+use super::{HoldPolicy, SeatStore, SessionStatus, StoreError, StoreResult, Verdict, lock_order};
 use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, TakenSeat, UserId, seed_movies};
 
 #[derive(Clone)]
@@ -38,25 +38,17 @@ impl SeatRow {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    Held,
-    Confirmed,
-    Released,
-    Expired,
-}
-
 struct Session {
     movie_id: String,
     user: UserId,
     seats: Vec<SeatId>,
-    status: Status,
+    status: SessionStatus,
     expires_at: DateTime<Utc>,
 }
 
 impl Session {
     fn lapsed(&self, now: DateTime<Utc>) -> bool {
-        self.status == Status::Held && self.expires_at <= now
+        self.status == SessionStatus::Held && self.expires_at <= now
     }
 }
 
@@ -91,11 +83,11 @@ impl State {
     }
 
     /// Moves a held session to `status` and drops it from its user's live set.
-    fn end_hold(&mut self, session: SessionId, status: Status) {
+    fn end_hold(&mut self, session: SessionId, status: SessionStatus) {
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };
-        if s.status != Status::Held {
+        if s.status != SessionStatus::Held {
             return;
         }
         s.status = status;
@@ -181,7 +173,7 @@ impl SeatStore for MemoryStore {
                 .collect()
         });
         for session in lapsed {
-            state.end_hold(session, Status::Expired);
+            state.end_hold(session, SessionStatus::Expired);
         }
 
         let session = SessionId::new();
@@ -203,7 +195,7 @@ impl SeatStore for MemoryStore {
                 movie_id: movie.id.clone(),
                 user: user.clone(),
                 seats: seats.clone(),
-                status: Status::Held,
+                status: SessionStatus::Held,
                 expires_at,
             },
         );
@@ -227,21 +219,15 @@ impl SeatStore for MemoryStore {
         let now = Utc::now();
         let mut state = self.lock();
         let s = state.own_session(session, user)?;
-        let lapsed = s.lapsed(now);
-        match s.status {
-            Status::Released => return Err(StoreError::Released),
-            Status::Expired => return Err(StoreError::Expired),
-            Status::Held if lapsed => return Err(StoreError::Expired),
-            Status::Held | Status::Confirmed => {}
-        }
+        let verdict = s.status.confirm(s.lapsed(now))?;
         let booking = Booking {
             session_id: session,
             movie_id: s.movie_id.clone(),
             seats: s.seats.clone(),
             user_id: user.clone(),
         };
-        if s.status == Status::Held {
-            state.end_hold(session, Status::Confirmed);
+        if verdict == Verdict::Apply {
+            state.end_hold(session, SessionStatus::Confirmed);
             let map = state
                 .seats
                 .get_mut(&booking.movie_id)
@@ -257,15 +243,11 @@ impl SeatStore for MemoryStore {
         let now = Utc::now();
         let mut state = self.lock();
         let s = state.own_session(session, user)?;
-        match s.status {
-            Status::Confirmed => return Err(StoreError::AlreadyConfirmed),
-            Status::Released => return Ok(()),
-            Status::Expired => return Err(StoreError::Expired),
-            Status::Held if s.lapsed(now) => return Err(StoreError::Expired),
-            Status::Held => {}
+        if s.status.release(s.lapsed(now))? == Verdict::AlreadyDone {
+            return Ok(());
         }
         let (movie_id, seats) = (s.movie_id.clone(), s.seats.clone());
-        state.end_hold(session, Status::Released);
+        state.end_hold(session, SessionStatus::Released);
         if let Some(map) = state.seats.get_mut(&movie_id) {
             for seat in &seats {
                 map.remove(seat);
@@ -294,7 +276,7 @@ impl SeatStore for MemoryStore {
                 .get_mut(movie)
                 .expect("found above")
                 .remove(seat);
-            state.end_hold(*session, Status::Expired);
+            state.end_hold(*session, SessionStatus::Expired);
         }
         Ok(doomed.len() as u64)
     }

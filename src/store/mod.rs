@@ -51,6 +51,67 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Where a hold session stands. `Held` may have lapsed: its deadline passed, or some of its
+/// seats were taken over since, which the stores tell apart from a live hold when they ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    Held,
+    Confirmed,
+    Released,
+    Expired,
+}
+
+/// What a confirm or release does to a session, once the rules allow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Make the change.
+    Apply,
+    /// It was made before: answer as then, change nothing.
+    AlreadyDone,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Confirmed => "confirmed",
+            Self::Released => "released",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Held, Self::Confirmed, Self::Released, Self::Expired]
+            .into_iter()
+            .find(|status| status.as_str() == raw)
+    }
+
+    /// The rule of confirm, for both stores: confirming twice answers the same booking; a
+    /// released or expired hold is gone (410). `lapsed`: held, but past its deadline or no
+    /// longer holding all its seats.
+    pub(crate) fn confirm(self, lapsed: bool) -> StoreResult<Verdict> {
+        match self {
+            Self::Confirmed => Ok(Verdict::AlreadyDone),
+            Self::Released => Err(StoreError::Released),
+            Self::Expired => Err(StoreError::Expired),
+            Self::Held if lapsed => Err(StoreError::Expired),
+            Self::Held => Ok(Verdict::Apply),
+        }
+    }
+
+    /// The rule of release, for both stores: releasing twice is harmless; a booking cannot be
+    /// released (409); an expired hold is gone (410).
+    pub(crate) fn release(self, lapsed: bool) -> StoreResult<Verdict> {
+        match self {
+            Self::Confirmed => Err(StoreError::AlreadyConfirmed),
+            Self::Released => Ok(Verdict::AlreadyDone),
+            Self::Expired => Err(StoreError::Expired),
+            Self::Held if lapsed => Err(StoreError::Expired),
+            Self::Held => Ok(Verdict::Apply),
+        }
+    }
+}
+
 /// Everything the HTTP layer needs from storage. Both stores pass the same contract suite
 /// (`tests/contract.rs`); the rules there are the specification.
 pub trait SeatStore: Clone + Send + Sync + 'static {

@@ -94,8 +94,9 @@ impl TestDb {
         db
     }
 
+    /// Connection options as the store's own pool sets them.
     pub fn options(&self) -> PgConnectOptions {
-        self.url.parse().expect("test database URL")
+        boxoffice::store::postgres::session_options(self.url.parse().expect("test database URL"))
     }
 
     pub async fn pool(&self, max_connections: u32) -> PgPool {

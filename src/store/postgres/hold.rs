@@ -6,7 +6,6 @@
 //! seat already holds all its user locks, and one waiting for a user lock holds no seats, so
 //! no cycle can form.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -14,7 +13,7 @@ use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{ChangeKind, SeatChange, USER_LOCK_NAMESPACE, classify, record, statements};
+use super::{classify, statements};
 use crate::domain::{Hold, SeatId, SessionId, UserId};
 use crate::store::{HoldPolicy, StoreError, StoreResult};
 
@@ -130,280 +129,121 @@ pub(super) async fn hold_alone(
     }
 }
 
-/// A seat row the batch's insert got.
+/// One request's answer from `hold_seats` (migrations/0003).
 #[derive(sqlx::FromRow)]
-struct Won {
-    movie_id: String,
-    session_id: Uuid,
-    seat_id: String,
-    expires_at: DateTime<Utc>,
-    now: DateTime<Utc>,
+struct Outcome {
+    outcome: String,
+    taken: Option<Vec<String>>,
+    held_until: Option<DateTime<Utc>>,
+    decided_at: DateTime<Utc>,
 }
 
-/// One transaction deciding `requests` (arrival order). Requests whose user's quota may
-/// still free up come back as `Again`.
+/// The arguments of one `hold_seats` call: every requested seat in lock order, with the
+/// number (from 1, in arrival order) of the request it belongs to, and per request the
+/// session it starts and its user.
+#[derive(Default)]
+struct Batch<'a> {
+    seat_requests: Vec<i32>,
+    seat_movies: Vec<&'a str>,
+    seat_ids: Vec<&'a str>,
+    sessions: Vec<Uuid>,
+    users: Vec<&'a str>,
+}
+
+impl<'a> Batch<'a> {
+    fn new(requests: &[&'a Request]) -> Self {
+        let mut seats: Vec<(&str, &str, i32)> = requests
+            .iter()
+            .zip(1..)
+            .flat_map(|(r, n)| {
+                r.seats
+                    .iter()
+                    .map(move |s| (r.movie_id.as_str(), s.as_str(), n))
+            })
+            .collect();
+        // Plain byte order, as PostgreSQL's collate "C": the order every transaction locks in.
+        seats.sort_unstable();
+        let mut batch = Self::default();
+        for (movie, seat, request) in seats {
+            batch.seat_movies.push(movie);
+            batch.seat_ids.push(seat);
+            batch.seat_requests.push(request);
+        }
+        for request in requests {
+            batch.sessions.push(SessionId::new().0);
+            batch.users.push(request.user.as_str());
+        }
+        batch
+    }
+}
+
+/// One call of `hold_seats`, one transaction, deciding `requests` (arrival order). Requests
+/// that may still succeed come back as `Again`.
 async fn round(
     pool: &PgPool,
     policy: HoldPolicy,
     requests: &[&Request],
 ) -> StoreResult<Vec<Decision>> {
-    let mut decisions: Vec<Option<Decision>> = requests.iter().map(|_| None).collect();
-
-    // Seats already held or booked are refused without a transaction: the hot-seat rush
-    // costs one read per batch. The read also tells which seats have a lapsed hold to take
-    // over; on the others there is nothing to delete.
-    let (movies, seats): (Vec<&str>, Vec<&str>) = requests
-        .iter()
-        .flat_map(|r| r.seats.iter().map(|s| (r.movie_id.as_str(), s.as_str())))
-        .unzip();
-    let found: Vec<(String, String, bool)> = sqlx::query_as(
-        "select h.movie_id, h.seat_id, h.status = 'confirmed' or h.expires_at > now()
-         from seat_holds h
-         join unnest($1::text[], $2::text[]) as t(movie_id, seat_id)
-           on h.movie_id = t.movie_id and h.seat_id = t.seat_id",
-    )
-    .bind(&movies)
-    .bind(&seats)
-    .fetch_all(pool)
-    .await
-    .map_err(classify)?;
-    let seen = |request: &Request, seat: &SeatId, live: bool| {
-        found
-            .iter()
-            .any(|(m, s, l)| *m == request.movie_id && s == seat.as_str() && *l == live)
-    };
-    for (i, request) in requests.iter().enumerate() {
-        let taken: Vec<SeatId> = request
-            .seats
-            .iter()
-            .filter(|seat| seen(request, seat, true))
-            .cloned()
-            .collect();
-        if !taken.is_empty() {
-            decisions[i] = Some(Decision::Done(Err(StoreError::SeatTaken(taken))));
-        }
-    }
-    let open: Vec<usize> = (0..requests.len())
-        .filter(|&i| decisions[i].is_none())
-        .collect();
-    if open.is_empty() {
-        return Ok(decisions.into_iter().map(Option::unwrap).collect());
-    }
-
-    let mut tx = pool.begin().await.map_err(classify)?;
-
-    // 1. The per-user limit spans movies, so it is serialised per user. The locks are one
-    //    statement of their own (a count in the same statement would read a snapshot taken
-    //    before the lock waits), taken in key order.
-    let users: Vec<&str> = open.iter().map(|&i| requests[i].user.as_str()).collect();
-    sqlx::query(
-        "select pg_advisory_xact_lock($1, key)
-         from (select distinct hashtext(u) as key from unnest($2::text[]) as u order by key offset 0) k",
-    )
-    .bind(USER_LOCK_NAMESPACE)
-    .bind(&users)
-    .execute(&mut *tx)
-    .await
-    .map_err(classify)?;
-    let counts: Vec<(String, i64)> = sqlx::query_as(statements::LIVE_HOLDS_PER_USER)
-        .bind(&users)
-        .fetch_all(&mut *tx)
+    let batch = Batch::new(requests);
+    let outcomes: Vec<Outcome> = sqlx::query_as(statements::HOLD_SEATS)
+        .bind(&batch.seat_requests)
+        .bind(&batch.seat_movies)
+        .bind(&batch.seat_ids)
+        .bind(&batch.sessions)
+        .bind(&batch.users)
+        .bind(policy.ttl.as_secs_f64())
+        .bind(i32::try_from(policy.max_holds_per_user).unwrap_or(i32::MAX))
+        .fetch_all(pool)
         .await
         .map_err(classify)?;
-
-    // Each user may take up to their remaining quota in this round, first come first served.
-    // A request beyond it waits for the next round unless the quota is surely spent.
-    let limit = i64::from(policy.max_holds_per_user);
-    let mut quota: HashMap<&str, i64> = HashMap::new();
-    for &i in &open {
-        let user = requests[i].user.as_str();
-        let live = counts
-            .iter()
-            .find(|(u, _)| u == user)
-            .map_or(0, |(_, n)| *n);
-        quota.entry(user).or_insert(limit - live);
+    if outcomes.len() != requests.len() {
+        return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+            "hold_seats answered {} of {} requests",
+            outcomes.len(),
+            requests.len()
+        ))));
     }
-    let mut admitted = Vec::new();
-    let mut deferred = Vec::new();
-    for &i in &open {
-        let request = requests[i];
-        let left = quota
-            .get_mut(request.user.as_str())
-            .expect("every open user has a quota");
-        let wanted = request.seats.len() as i64;
-        if wanted <= *left {
-            *left -= wanted;
-            admitted.push(i);
-        } else {
-            deferred.push(i);
-        }
-    }
-
-    // 2. Lapsed holds on the admitted seats are taken over now, whether or not the reaper
-    //    has run; their rows are locked in seat order. Only seats where the first read saw
-    //    one need it: a row that appeared since is a new hold, and its seat is contested.
-    let (lapsed_movies, lapsed_seats): (Vec<&str>, Vec<&str>) = admitted
+    requests
         .iter()
-        .flat_map(|&i| {
-            let r = requests[i];
-            r.seats
-                .iter()
-                .filter(|seat| seen(r, seat, false))
-                .map(move |s| (r.movie_id.as_str(), s.as_str()))
-        })
-        .unzip();
-    let expired: Vec<SeatChange> = if lapsed_seats.is_empty() {
-        Vec::new()
-    } else {
-        sqlx::query_as(statements::TAKE_OVER_EXPIRED)
-            .bind(&lapsed_movies)
-            .bind(&lapsed_seats)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?
+        .zip(batch.sessions)
+        .zip(outcomes)
+        .map(|((request, session), o)| decision(request, SessionId(session), o, policy))
+        .collect()
+}
+
+fn decision(
+    request: &Request,
+    session: SessionId,
+    o: Outcome,
+    policy: HoldPolicy,
+) -> StoreResult<Decision> {
+    let bad = |what: &str| {
+        StoreError::Database(sqlx::Error::Protocol(format!("hold_seats answered {what}")))
     };
-
-    // 3. The seat rows, in seat order (arrival order among requests for one seat), and in
-    //    the same statement the sessions of the requests that got all their seats. A seat
-    //    someone else holds is skipped: the request that wanted it locks and writes nothing.
-    let sessions: Vec<SessionId> = requests.iter().map(|_| SessionId::new()).collect();
-    let mut rows = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut wanted = (Vec::new(), Vec::new());
-    for &i in &admitted {
-        let request = requests[i];
-        for seat in &request.seats {
-            rows.0.push(request.movie_id.as_str());
-            rows.1.push(seat.as_str());
-            rows.2.push(sessions[i].0);
-            rows.3.push(request.user.as_str());
-        }
-        wanted.0.push(sessions[i].0);
-        wanted.1.push(request.seats.len() as i64);
-    }
-    let won: Vec<Won> = sqlx::query_as(
-        r#"with won as (
-               insert into seat_holds (movie_id, seat_id, session_id, user_id, expires_at)
-               select movie_id, seat_id, session_id, user_id, now() + make_interval(secs => $5)
-               from unnest($1::text[], $2::text[], $3::uuid[], $4::text[])
-                    with ordinality as t(movie_id, seat_id, session_id, user_id, arrival)
-               order by movie_id, seat_id collate "C", arrival
-               on conflict do nothing
-               returning movie_id, seat_id, session_id, user_id, expires_at),
-           whole as (
-               insert into hold_sessions (id, movie_id, user_id, seat_count, expires_at, created_at)
-               select w.session_id, min(w.movie_id), min(w.user_id), count(*), min(w.expires_at), now()
-               from won w join unnest($6::uuid[], $7::bigint[]) as r(session_id, seats)
-                 on r.session_id = w.session_id
-               group by w.session_id, r.seats
-               having count(*) = r.seats)
-           select movie_id, seat_id, session_id, expires_at, now() as now from won"#,
-    )
-    .bind(&rows.0)
-    .bind(&rows.1)
-    .bind(&rows.2)
-    .bind(&rows.3)
-    .bind(policy.ttl.as_secs_f64())
-    .bind(&wanted.0)
-    .bind(&wanted.1)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(classify)?;
-
-    // A request that got only some of its seats gets none: its rows go again. A seat it
-    // lost to a request of this batch is taken (batches are of single-seat requests, so that
-    // one got all it asked for); one it lost to a hold made since the first read is decided
-    // again, from a fresh read: that hold may be live, lapsed or gone.
-    let mut partial = Vec::new();
-    let mut winners = Vec::new();
-    for &i in &admitted {
-        let request = requests[i];
-        let got: Vec<&Won> = won
-            .iter()
-            .filter(|w| w.session_id == sessions[i].0)
-            .collect();
-        if got.len() == request.seats.len() {
-            winners.push((i, got[0].expires_at, got[0].now));
-            continue;
-        }
-        if !got.is_empty() {
-            partial.push(sessions[i].0);
-        }
-        let lost: Vec<SeatId> = request
-            .seats
-            .iter()
-            .filter(|seat| !got.iter().any(|w| w.seat_id == seat.as_str()))
-            .cloned()
-            .collect();
-        let batch_mate_won = |seat: &SeatId| {
-            won.iter()
-                .any(|w| w.movie_id == request.movie_id && w.seat_id == seat.as_str())
-        };
-        // Its quota was not used after all.
-        *quota.get_mut(request.user.as_str()).expect("has a quota") += request.seats.len() as i64;
-        decisions[i] = Some(if lost.iter().all(batch_mate_won) {
-            Decision::Done(Err(StoreError::SeatTaken(lost)))
-        } else {
-            Decision::Again
-        });
-    }
-    if !partial.is_empty() {
-        sqlx::query("delete from seat_holds where session_id = any($1)")
-            .bind(&partial)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-    }
-
-    // Deferred requests: if their user's quota is spent for good, the answer is the limit;
-    // if a request of theirs lost its seat, they try again in the next round.
-    for &i in &deferred {
-        let request = requests[i];
-        let left = quota[request.user.as_str()];
-        decisions[i] = Some(if (request.seats.len() as i64) <= left {
-            Decision::Again
-        } else {
-            Decision::Done(Err(StoreError::LimitReached {
-                limit: policy.max_holds_per_user,
-            }))
-        });
-    }
-
-    // 4. The side writes, then one commit for all.
-    if winners.is_empty() && expired.is_empty() {
-        tx.rollback().await.map_err(classify)?;
-    } else {
-        record(&mut tx, ChangeKind::Expired, &expired).await?;
-        let held: Vec<SeatChange> = winners
-            .iter()
-            .flat_map(|&(i, ..)| {
-                let (request, session) = (requests[i], sessions[i]);
-                request.seats.iter().map(move |seat| SeatChange {
-                    movie_id: request.movie_id.clone(),
-                    seat_id: seat.to_string(),
-                    session_id: session.0,
-                    user_id: request.user.to_string(),
-                })
-            })
-            .collect();
-        record(&mut tx, ChangeKind::Held, &held).await?;
-        tx.commit().await.map_err(classify)?;
-    }
-
-    for (i, expires_at, server_time) in winners {
-        let request = requests[i];
-        decisions[i] = Some(Decision::Done(Ok(Hold {
-            session_id: sessions[i],
+    Ok(match (o.outcome.as_str(), o.held_until) {
+        ("held", Some(expires_at)) => Decision::Done(Ok(Hold {
+            session_id: session,
             movie_id: request.movie_id.clone(),
             seats: request.seats.clone(),
             user_id: request.user.clone(),
             expires_at,
-            server_time,
-        })));
-    }
-    Ok(decisions
-        .into_iter()
-        .map(|d| d.expect("every request is decided or deferred"))
-        .collect())
+            server_time: o.decided_at,
+        })),
+        ("taken", _) => {
+            let taken = o
+                .taken
+                .unwrap_or_default()
+                .iter()
+                .map(|s| SeatId::parse(s).map_err(|_| bad("a malformed seat id")))
+                .collect::<StoreResult<Vec<SeatId>>>()?;
+            Decision::Done(Err(StoreError::SeatTaken(taken)))
+        }
+        ("limit", _) => Decision::Done(Err(StoreError::LimitReached {
+            limit: policy.max_holds_per_user,
+        })),
+        ("again", _) => Decision::Again,
+        (other, _) => return Err(bad(&format!("{other:?}"))),
+    })
 }
 
 /// A batch's one error, for each of its requests.

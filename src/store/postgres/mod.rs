@@ -9,15 +9,11 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
-use uuid::Uuid;
 
-use super::{HoldPolicy, SeatStore, StoreError, StoreResult, lock_order};
+use super::{HoldPolicy, SeatStore, SessionStatus, StoreError, StoreResult, Verdict, lock_order};
 use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
 
 mod hold;
-
-/// Namespace (first key) of the per-user advisory lock that serialises the hold limit check.
-const USER_LOCK_NAMESPACE: i32 = 0x_b0c5;
 
 /// Tasks deciding single-seat holds. A worker takes everything queued when it becomes free,
 /// so fewer workers make fuller transactions: measured with a pool of 32 at 8/32/128
@@ -25,48 +21,16 @@ const USER_LOCK_NAMESPACE: i32 = 0x_b0c5;
 /// (BENCHMARKS.md); one worker did no better and would let one slow transaction stall all.
 const HOLD_WORKERS: usize = 2;
 
-/// The statements that a partial index of `seat_holds` could lead astray. Each must reach
-/// only the rows it is about whatever the planner's statistics say: right after an analyze
-/// that saw no live holds, every partial index looks empty, and any one whose predicate a
-/// statement's conditions imply looks as cheap as another. Public so that a test can pin
-/// their plans (`tests/plans.rs`).
+/// The statements of the hold batcher and the reaper (migrations/0003); public so that
+/// tests can drive them as the store does.
 #[doc(hidden)]
 pub mod statements {
-    /// Live holds of each of the users in `$1`. The deadline is checked in the aggregate, not
-    /// in the WHERE clause: the statistics of `expires_at` always lag behind `now()`, so a
-    /// condition on it there would look like it matched almost nothing and send the planner
-    /// through the expiry index, past every live hold. As it stands, only the user index
-    /// (`status = 'held'`) fits.
-    pub const LIVE_HOLDS_PER_USER: &str =
-        "select user_id, count(*) filter (where expires_at > now()) from seat_holds
-         where user_id = any($1) and status = 'held'
-         group by user_id";
+    /// Decides a batch of holds in one call.
+    pub const HOLD_SEATS: &str = "select request, outcome, taken, held_until, decided_at
+         from hold_seats($1, $2, $3, $4, $5, $6, $7)";
 
-    /// Deletes and returns the expired holds on the seats `($1[i], $2[i])`, locking them in
-    /// seat order. The seats lead, through the primary key: the deadline is compared in a form
-    /// no index serves (a booking's null deadline counts as never), because through the
-    /// expiry index the statement would read every lapsed hold not yet reaped, and through
-    /// the user index ("status = 'held'") every live one.
-    pub const TAKE_OVER_EXPIRED: &str = r#"delete from seat_holds h
-           using (select s.movie_id, s.seat_id from seat_holds s
-                  join unnest($1::text[], $2::text[]) as t(movie_id, seat_id)
-                    on s.movie_id = t.movie_id and s.seat_id = t.seat_id
-                  where coalesce(s.expires_at, 'infinity') <= now()
-                  order by s.movie_id, s.seat_id collate "C"
-                  for update of s) doomed
-           where h.movie_id = doomed.movie_id and h.seat_id = doomed.seat_id
-           returning h.movie_id, h.seat_id, h.session_id, h.user_id"#;
-
-    /// Deletes and returns up to `$1` expired holds. `skip locked` never waits, so reapers in
-    /// several processes neither block each other nor a hold or confirm that is busy with one
-    /// of these rows.
-    pub const REAP_EXPIRED: &str = "with doomed as (
-             select movie_id, seat_id from seat_holds
-             where expires_at <= now()
-             limit $1 for update skip locked)
-         delete from seat_holds s using doomed d
-         where s.movie_id = d.movie_id and s.seat_id = d.seat_id
-         returning s.movie_id, s.seat_id, s.session_id, s.user_id";
+    /// Deletes up to `$1` expired holds; returns how many went.
+    pub const REAP_EXPIRED: &str = "select reap_expired($1)";
 }
 
 /// How the connection pool is set up.
@@ -89,28 +53,9 @@ pub struct PgStore {
     batcher: hold::Batcher,
 }
 
-/// A seat that changed state, as the side writes (session status, and later the ledger and
-/// change notifications) need it.
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct SeatChange {
-    movie_id: String,
-    seat_id: String,
-    session_id: Uuid,
-    user_id: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChangeKind {
-    Held,
-    Confirmed,
-    Released,
-    Expired,
-}
-
 #[derive(sqlx::FromRow)]
 struct SessionRow {
     movie_id: String,
-    user_id: String,
     seat_count: i32,
     status: String,
     /// Still marked held, but its time has passed.
@@ -122,8 +67,7 @@ impl PgStore {
     pub async fn connect(url: &str, pool: &PoolSettings, policy: HoldPolicy) -> StoreResult<Self> {
         let options: PgConnectOptions = url.parse().map_err(StoreError::Database)?;
         let statement_timeout = pool.statement_timeout.as_millis().to_string();
-        let options = options
-            .application_name("boxoffice")
+        let options = session_options(options.application_name("boxoffice"))
             .options([("statement_timeout", statement_timeout.as_str())]);
         let pool = PgPoolOptions::new()
             .max_connections(pool.max_connections)
@@ -156,86 +100,70 @@ impl PgStore {
         &self.pool
     }
 
-    /// Locks a session row for the rest of the transaction; `SessionNotFound` unless it is
-    /// `user`'s.
+    /// Locks `user`'s session for the rest of the transaction, in the one lock order: its
+    /// live seat rows (in seat order) first, then its row. Returns what confirm and release
+    /// decide on; `SessionNotFound` unless the session is `user`'s, and then nothing is locked.
     async fn lock_session(
         conn: &mut PgConnection,
         session: SessionId,
         user: &UserId,
-    ) -> StoreResult<SessionRow> {
-        let row: Option<SessionRow> = sqlx::query_as(
-            "select movie_id, user_id, seat_count, status,
-                    (status = 'held' and expires_at <= now()) as lapsed
-             from hold_sessions where id = $1 for update",
-        )
-        .bind(session.0)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(classify)?;
-        row.filter(|row| row.user_id == user.as_str())
-            .ok_or(StoreError::SessionNotFound)
-    }
-
-    /// Locks the session's seat rows in seat order and returns them.
-    async fn lock_session_seats(
-        conn: &mut PgConnection,
-        session: SessionId,
-    ) -> StoreResult<Vec<SeatChange>> {
-        sqlx::query_as(
-            r#"select movie_id, seat_id, session_id, user_id from seat_holds
-               where session_id = $1 and (status = 'confirmed' or expires_at > now())
+    ) -> StoreResult<LockedSession> {
+        let seats: Vec<String> = sqlx::query_scalar(
+            r#"select seat_id from seat_holds
+               where session_id = $1 and user_id = $2
+                 and (status = 'confirmed' or expires_at > now())
                order by seat_id collate "C" for update"#,
         )
         .bind(session.0)
+        .bind(user.as_str())
         .fetch_all(&mut *conn)
         .await
-        .map_err(classify)
-    }
-}
-
-/// The one place a state change's side writes go, in the transaction of the change itself.
-///
-/// Today that is the status of sessions whose holds expired; the booking ledger and change
-/// notifications belong here too.
-async fn record(
-    conn: &mut PgConnection,
-    kind: ChangeKind,
-    changes: &[SeatChange],
-) -> StoreResult<()> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    for c in changes {
-        tracing::debug!(
-            ?kind,
-            movie_id = %c.movie_id,
-            seat_id = %c.seat_id,
-            session_id = %c.session_id,
-            user_id = %c.user_id,
-            "seat change"
-        );
-    }
-    if kind == ChangeKind::Expired {
-        let sessions: Vec<Uuid> = changes.iter().map(|c| c.session_id).collect();
-        sqlx::query(
-            "update hold_sessions set status = 'expired', ended_at = now()
-             where id = any($1) and status = 'held'",
+        .map_err(classify)?;
+        let row: Option<SessionRow> = sqlx::query_as(
+            "select movie_id, seat_count, status, (status = 'held' and expires_at <= now()) as lapsed
+             from hold_sessions where id = $1 and user_id = $2 for update",
         )
-        .bind(sessions)
-        .execute(&mut *conn)
+        .bind(session.0)
+        .bind(user.as_str())
+        .fetch_optional(&mut *conn)
         .await
         .map_err(classify)?;
+        let row = row.ok_or(StoreError::SessionNotFound)?;
+        let status = SessionStatus::parse(&row.status)
+            .ok_or_else(|| corrupt("hold_sessions.status", &row.status))?;
+        let seats = seats
+            .iter()
+            .map(|s| SeatId::parse(s).map_err(|_| corrupt("seat_holds.seat_id", s)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        // Part of a group that lapsed may have been taken over: the hold as a whole is gone.
+        let complete = usize::try_from(row.seat_count).is_ok_and(|n| n == seats.len());
+        Ok(LockedSession {
+            movie_id: row.movie_id,
+            lapsed: status == SessionStatus::Held && (row.lapsed || !complete),
+            status,
+            seats,
+        })
     }
-    Ok(())
 }
 
-fn seat_ids(changes: &[SeatChange]) -> Vec<SeatId> {
-    changes
-        .iter()
-        .map(|c| {
-            SeatId::parse(&c.seat_id).expect("the table's check constraint admits valid ids only")
-        })
-        .collect()
+/// A session locked by `PgStore::lock_session`.
+struct LockedSession {
+    movie_id: String,
+    status: SessionStatus,
+    lapsed: bool,
+    /// Its live seats, in seat order.
+    seats: Vec<SeatId>,
+}
+
+/// The settings every connection of the store runs with.
+///
+/// Every statement is planned for its own arguments and the tables as they are now
+/// (`force_custom_plan`): a plan cached while the tables were small, on a new database or
+/// before the first analyze, would keep scanning them as they grew, and the foreign-key checks
+/// PostgreSQL makes cache their plans in the same way. The functions of migrations/0003, which
+/// run under a rush, pin key-lookup plans of their own and cache them.
+pub fn session_options(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([("plan_cache_mode", "force_custom_plan")])
 }
 
 impl SeatStore for PgStore {
@@ -287,9 +215,10 @@ impl SeatStore for PgStore {
         rows.into_iter()
             .map(|(seat_id, user_id, confirmed)| {
                 Ok(TakenSeat {
-                    seat_id: SeatId::parse(&seat_id).map_err(|_| corrupt("seat_id", &seat_id))?,
+                    seat_id: SeatId::parse(&seat_id)
+                        .map_err(|_| corrupt("seat_holds.seat_id", &seat_id))?,
                     user_id: UserId::parse(user_id)
-                        .map_err(|e| corrupt("user_id", &e.to_string()))?,
+                        .map_err(|e| corrupt("seat_holds.user_id", &e.to_string()))?,
                     confirmed,
                 })
             })
@@ -313,84 +242,55 @@ impl SeatStore for PgStore {
 
     async fn confirm(&self, session: SessionId, user: &UserId) -> StoreResult<Booking> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        let row = Self::lock_session(&mut tx, session, user).await?;
-        let booking = |seats: &[SeatChange]| Booking {
+        let found = Self::lock_session(&mut tx, session, user).await?;
+        if found.status.confirm(found.lapsed)? == Verdict::Apply {
+            sqlx::query(
+                "with seats as (
+                     update seat_holds
+                     set status = 'confirmed', expires_at = null, confirmed_at = now()
+                     where session_id = $1)
+                 update hold_sessions set status = 'confirmed', confirmed_at = now() where id = $1",
+            )
+            .bind(session.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+            tx.commit().await.map_err(classify)?;
+            tracing::debug!(%session, seats = ?found.seats, "confirmed");
+        }
+        Ok(Booking {
             session_id: session,
-            movie_id: row.movie_id.clone(),
-            seats: seat_ids(seats),
+            movie_id: found.movie_id,
+            seats: found.seats,
             user_id: user.clone(),
-        };
-        match row.status.as_str() {
-            "confirmed" => {
-                let seats = Self::lock_session_seats(&mut tx, session).await?;
-                return Ok(booking(&seats));
-            }
-            "released" => return Err(StoreError::Released),
-            "expired" => return Err(StoreError::Expired),
-            _ if row.lapsed => return Err(StoreError::Expired),
-            _ => {}
-        }
-
-        let seats = Self::lock_session_seats(&mut tx, session).await?;
-        if seats.len() != usize::try_from(row.seat_count).unwrap_or(0) {
-            // Part of the group lapsed and was taken over: the hold as a whole is gone.
-            return Err(StoreError::Expired);
-        }
-        sqlx::query(
-            "update seat_holds set status = 'confirmed', expires_at = null, confirmed_at = now()
-             where session_id = $1",
-        )
-        .bind(session.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        sqlx::query(
-            "update hold_sessions set status = 'confirmed', confirmed_at = now() where id = $1",
-        )
-        .bind(session.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        record(&mut tx, ChangeKind::Confirmed, &seats).await?;
-        tx.commit().await.map_err(classify)?;
-        Ok(booking(&seats))
+        })
     }
 
     async fn release(&self, session: SessionId, user: &UserId) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        let row = Self::lock_session(&mut tx, session, user).await?;
-        match row.status.as_str() {
-            "confirmed" => return Err(StoreError::AlreadyConfirmed),
-            "released" => return Ok(()),
-            "expired" => return Err(StoreError::Expired),
-            _ if row.lapsed => return Err(StoreError::Expired),
-            _ => {}
+        let found = Self::lock_session(&mut tx, session, user).await?;
+        if found.status.release(found.lapsed)? == Verdict::Apply {
+            sqlx::query(
+                "with seats as (delete from seat_holds where session_id = $1)
+                 update hold_sessions set status = 'released', ended_at = now() where id = $1",
+            )
+            .bind(session.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+            tx.commit().await.map_err(classify)?;
+            tracing::debug!(%session, seats = ?found.seats, "released");
         }
-        let seats = Self::lock_session_seats(&mut tx, session).await?;
-        sqlx::query("delete from seat_holds where session_id = $1")
-            .bind(session.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        sqlx::query("update hold_sessions set status = 'released', ended_at = now() where id = $1")
-            .bind(session.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        record(&mut tx, ChangeKind::Released, &seats).await?;
-        tx.commit().await.map_err(classify)
+        Ok(())
     }
 
     async fn reap_expired(&self, batch: u32) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let expired: Vec<SeatChange> = sqlx::query_as(statements::REAP_EXPIRED)
-            .bind(i64::from(batch))
-            .fetch_all(&mut *tx)
+        let reaped: i32 = sqlx::query_scalar(statements::REAP_EXPIRED)
+            .bind(i32::try_from(batch).unwrap_or(i32::MAX))
+            .fetch_one(&self.pool)
             .await
             .map_err(classify)?;
-        record(&mut tx, ChangeKind::Expired, &expired).await?;
-        tx.commit().await.map_err(classify)?;
-        Ok(expired.len() as u64)
+        Ok(u64::try_from(reaped).unwrap_or(0))
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -429,6 +329,6 @@ fn classify(error: sqlx::Error) -> StoreError {
 
 fn corrupt(column: &str, value: &str) -> StoreError {
     StoreError::Database(sqlx::Error::Decode(
-        format!("seat_holds.{column} holds an invalid value {value:?}").into(),
+        format!("{column} holds an invalid value {value:?}").into(),
     ))
 }
