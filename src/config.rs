@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::store::HoldPolicy;
-use crate::store::postgres::PoolSettings;
+use crate::store::postgres::{HoldQueue, PoolSettings};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -20,7 +20,12 @@ pub struct Config {
     pub static_dir: PathBuf,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Most single-seat holds waiting for a worker.
+    pub hold_queue_limit: usize,
 }
+
+/// Time kept, beyond the database's own deadlines, for the answer to reach the client.
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 #[error("{name}={value:?} is not valid: {reason}")]
@@ -49,6 +54,7 @@ impl Default for Config {
             static_dir: PathBuf::from("static"),
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 16 * 1024,
+            hold_queue_limit: 4096,
         }
     }
 }
@@ -63,7 +69,7 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let d = Self::default();
         let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
-        Ok(Self {
+        let config = Self {
             database_url: get("DATABASE_URL"),
             bind_addr: parse(&get, "BIND_ADDR", d.bind_addr)?,
             hold: HoldPolicy {
@@ -88,7 +94,30 @@ impl Config {
             static_dir: get("STATIC_DIR").map_or(d.static_dir, PathBuf::from),
             request_timeout: seconds(&get, "REQUEST_TIMEOUT_SECS", d.request_timeout)?,
             max_body_bytes: positive(&get, "MAX_BODY_BYTES", d.max_body_bytes)?,
-        })
+            hold_queue_limit: positive(&get, "HOLD_QUEUE_LIMIT", d.hold_queue_limit)?,
+        };
+        if config.hold_queue().start_within.is_zero() {
+            return Err(ConfigError {
+                name: "REQUEST_TIMEOUT_SECS",
+                value: config.request_timeout.as_secs_f64().to_string(),
+                reason: format!(
+                    "must be more than DB_ACQUIRE_TIMEOUT_SECS + DB_STATEMENT_TIMEOUT_SECS + {}, \
+                     so that a change that has started is answered before the request times out",
+                    ANSWER_MARGIN.as_secs()
+                ),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The hold queue: a hold waits for a worker only as long as what is left of its time
+    /// still covers the database's deadlines (a connection, then one statement) and the answer.
+    pub fn hold_queue(&self) -> HoldQueue {
+        let database = self.pool.acquire_timeout + self.pool.statement_timeout + ANSWER_MARGIN;
+        HoldQueue {
+            capacity: self.hold_queue_limit,
+            start_within: self.request_timeout.saturating_sub(database),
+        }
     }
 }
 
@@ -164,6 +193,8 @@ mod tests {
         assert_eq!(config.bind_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(config.hold.ttl, Duration::from_secs(120));
         assert_eq!(config.hold.max_holds_per_user, 8);
+        assert_eq!(config.hold_queue().capacity, 4096);
+        assert_eq!(config.hold_queue().start_within, Duration::from_secs(2));
     }
 
     #[test]
@@ -191,6 +222,9 @@ mod tests {
             ("HOLD_TTL_SECS", "-3"),
             ("MAX_HOLDS_PER_USER", "0"),
             ("BIND_ADDR", "nowhere"),
+            ("HOLD_QUEUE_LIMIT", "0"),
+            // Shorter than the database's deadlines (2 s + 5 s) and the answer's margin.
+            ("REQUEST_TIMEOUT_SECS", "8"),
         ] {
             let err = from(&[(name, value)]).unwrap_err().to_string();
             assert!(err.starts_with(name), "{err}");

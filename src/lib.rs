@@ -21,7 +21,8 @@ pub async fn run(config: Config) -> Result<(), BoxError> {
     let listener = TcpListener::bind(config.bind_addr).await?;
     match &config.database_url {
         Some(url) => {
-            let store = PgStore::connect(url, &config.pool, config.hold).await?;
+            let store =
+                PgStore::connect(url, &config.pool, config.hold, config.hold_queue()).await?;
             tracing::info!("using PostgreSQL; migrations are up to date");
             serve(listener, store, &config, shutdown_signal()).await?;
         }

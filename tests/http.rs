@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use boxoffice::store::PgStore;
@@ -567,7 +568,7 @@ async fn a_database_refusing_connections_answers_503() {
     let db = TestDb::new().await;
     let mut config = test_config();
     config.pool.acquire_timeout = Duration::from_millis(300);
-    let store = PgStore::connect(&db.url, &config.pool, config.hold)
+    let store = PgStore::connect(&db.url, &config.pool, config.hold, config.hold_queue())
         .await
         .unwrap();
     let app = TestApp::spawn(store, config).await;
@@ -639,13 +640,20 @@ async fn block_seat_a1(db: &TestDb) -> sqlx::Transaction<'static, sqlx::Postgres
     blocker
 }
 
-#[tokio::test]
-async fn a_request_that_runs_too_long_answers_503_timeout() {
-    let db = TestDb::new().await;
+/// Its requests time out after 300 ms; the database's deadlines are longer, as they would be
+/// only if set wrong, so that the request timeout is what ends a request.
+fn impatient_config() -> boxoffice::Config {
     let mut config = test_config();
     config.request_timeout = Duration::from_millis(300);
+    config
+}
+
+#[tokio::test]
+async fn a_change_cut_short_by_the_request_timeout_answers_503_outcome_unknown() {
+    let db = TestDb::new().await;
+    let config = impatient_config();
     let app = TestApp::spawn(db.store(config.hold, 4).await, config).await;
-    let _blocker = block_seat_a1(&db).await;
+    let blocker = block_seat_a1(&db).await;
     let response = app
         .client
         .post(app.url("/movies/inception/seats/A1/hold"))
@@ -653,7 +661,98 @@ async fn a_request_that_runs_too_long_answers_503_timeout() {
         .send()
         .await
         .unwrap();
+    // The hold was under way, waiting for the seat: once the blocker gives up it gets it, so
+    // "it failed" would have been a lie.
+    assert_unavailable(response, "outcome_unknown").await;
+    blocker.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_read_that_runs_too_long_answers_503_timeout() {
+    let db = TestDb::new().await;
+    let mut config = impatient_config();
+    config.pool.acquire_timeout = Duration::from_secs(30);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(config.pool.acquire_timeout)
+        .connect_with(db.options())
+        .await
+        .unwrap();
+    let app = TestApp::spawn(PgStore::new(pool.clone(), config.hold), config).await;
+    let _only_connection = pool.acquire().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/movies/inception/seats"))
+        .send()
+        .await
+        .unwrap();
     assert_unavailable(response, "timeout").await;
+}
+
+#[tokio::test]
+async fn a_full_hold_queue_answers_503_overloaded_at_once() {
+    let db = TestDb::new().await;
+    let config = test_config();
+    let queue = boxoffice::store::postgres::HoldQueue {
+        capacity: 1,
+        ..config.hold_queue()
+    };
+    let store = PgStore::with_queue(db.pool(4).await, config.hold, queue);
+    let app = Arc::new(TestApp::spawn(store, config).await);
+    let blocker = block_seat_a1(&db).await;
+    // Both workers wait for seat A1, one more hold fills the queue.
+    let waiting: Vec<_> = ["bob", "carol", "dave"]
+        .into_iter()
+        .map(|user| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                app.client
+                    .post(app.url("/movies/inception/seats/A1/hold"))
+                    .json(&json!({ "user_id": user }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    let ready = || async { app.client.get(app.url("/readyz")).send().await.unwrap() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let response = loop {
+        let response = ready().await;
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break response;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue never filled"
+        );
+        tokio::task::yield_now().await;
+    };
+    assert_unavailable(response, "overloaded").await;
+    let refused = app
+        .client
+        .post(app.url("/movies/inception/seats/A2/hold"))
+        .json(&json!({"user_id": "erin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_unavailable(refused, "overloaded").await;
+    blocker.rollback().await.unwrap();
+    let mut statuses: Vec<StatusCode> = Vec::new();
+    for request in waiting {
+        statuses.push(request.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::CREATED,
+            StatusCode::CONFLICT,
+            StatusCode::CONFLICT
+        ]
+    );
+    assert_eq!(ready().await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -661,7 +760,7 @@ async fn a_statement_that_waits_too_long_answers_503() {
     let db = TestDb::new().await;
     let mut config = test_config();
     config.pool.statement_timeout = Duration::from_millis(300);
-    let store = PgStore::connect(&db.url, &config.pool, config.hold)
+    let store = PgStore::connect(&db.url, &config.pool, config.hold, config.hold_queue())
         .await
         .unwrap();
     let app = TestApp::spawn(store, config).await;

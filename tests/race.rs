@@ -235,3 +235,47 @@ async fn many_users_racing_for_many_seats_never_share_one() {
         "the seat map is exactly what clients were told they kept"
     );
 }
+
+/// A request that fails for a reason of its own (here, a movie that was deleted after it was
+/// looked up) does not take its batch-mates down with it: they are decided again without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_request_does_not_fail_its_batch() {
+    let db = TestDb::new().await;
+    let store = db.store(policy(LONG_TTL, 8), 4).await;
+    let room = store.movie("the-grand-budapest-hotel").await.unwrap();
+    let gone = boxoffice::domain::Movie {
+        id: "closed-for-repairs".into(),
+        ..room.clone()
+    };
+    let n = 40;
+    let start = Arc::new(Barrier::new(n));
+    let holds: Vec<_> = (0..n)
+        .map(|i| {
+            let (store, start) = (store.clone(), start.clone());
+            let movie = if i == n / 2 {
+                gone.clone()
+            } else {
+                room.clone()
+            };
+            tokio::spawn(async move {
+                let seat = movie.seat(&format!("C{}", i % 16 + 1)).unwrap();
+                let seat = if i < 16 {
+                    seat
+                } else {
+                    movie.seat(&format!("D{}", i % 16 + 1)).unwrap()
+                };
+                let user = UserId::parse(format!("guest-{i}")).unwrap();
+                start.wait().await;
+                (i, store.hold(&movie, vec![seat], &user).await)
+            })
+        })
+        .collect();
+    for hold in holds {
+        let (i, answer) = hold.await.unwrap();
+        match answer {
+            Err(StoreError::Database(_)) if i == n / 2 => {}
+            Ok(_) | Err(StoreError::SeatTaken(_)) if i != n / 2 => {}
+            other => panic!("request {i} was answered {other:?}"),
+        }
+    }
+}

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::domain::{SeatId, SeatIdError, SessionIdError, UserIdError};
-use crate::store::StoreError;
+use crate::store::{StoreError, Unavailable};
 
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_SECS: &str = "1";
@@ -34,7 +34,12 @@ pub enum AppError {
         limit: u32,
     },
     Unavailable,
+    /// Too many requests are waiting; nothing was done.
+    Overloaded,
+    /// Ran out of time; nothing was done.
     Timeout,
+    /// A change ran out of time or lost contact while under way: it may have taken effect.
+    OutcomeUnknown,
     Internal,
     /// A framework response with no body of ours; keeps its status.
     Other(StatusCode),
@@ -115,10 +120,20 @@ impl AppError {
                 "service_unavailable",
                 "the booking service is temporarily unavailable, please retry".into(),
             ),
+            Overloaded => (
+                S::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "too many requests are waiting, please retry".into(),
+            ),
             Timeout => (
                 S::SERVICE_UNAVAILABLE,
                 "timeout",
                 "the request took too long, please retry".into(),
+            ),
+            OutcomeUnknown => (
+                S::SERVICE_UNAVAILABLE,
+                "outcome_unknown",
+                "the request may or may not have taken effect: check before retrying".into(),
             ),
             Internal => (
                 S::INTERNAL_SERVER_ERROR,
@@ -182,13 +197,11 @@ impl From<StoreError> for AppError {
             StoreError::Released => Self::HoldReleased,
             StoreError::AlreadyConfirmed => Self::AlreadyConfirmed,
             StoreError::LimitReached { limit } => Self::HoldLimit { limit },
-            StoreError::Unavailable(source) => {
-                tracing::warn!(
-                    error = &source as &dyn std::error::Error,
-                    "database unavailable"
-                );
-                Self::Unavailable
-            }
+            // Logged where it happened, once for all the requests it answers.
+            StoreError::Unavailable(Unavailable::QueueFull) => Self::Overloaded,
+            StoreError::Unavailable(Unavailable::NotStarted) => Self::Timeout,
+            StoreError::Unavailable(_) => Self::Unavailable,
+            StoreError::OutcomeUnknown => Self::OutcomeUnknown,
             StoreError::Database(source) => {
                 tracing::error!(error = &source as &dyn std::error::Error, "database error");
                 Self::Internal

@@ -1,15 +1,15 @@
 //! The HTTP layer: the router, request extractors, and the rules every response follows.
 
-use axum::error_handling::HandleErrorLayer;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::handler::HandlerWithoutStateExt;
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{BoxError, Router};
 use serde::Deserialize;
 use std::sync::Arc;
+use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
@@ -78,18 +78,23 @@ pub fn app<S: SeatStore>(store: S, config: &Config) -> Router {
             ServiceBuilder::new()
                 .layer(TraceLayer::new_for_http())
                 .layer(middleware::from_fn(json_errors))
-                .layer(HandleErrorLayer::new(timed_out))
-                .timeout(config.request_timeout),
+                .layer(middleware::from_fn_with_state(
+                    config.request_timeout,
+                    deadline,
+                )),
         )
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
 }
 
-async fn timed_out(error: BoxError) -> AppError {
-    if error.is::<tower::timeout::error::Elapsed>() {
-        AppError::Timeout
-    } else {
-        tracing::error!(error, "unhandled middleware error");
-        AppError::Internal
+/// Answers a request that runs past `timeout`. A read has done nothing, so it may be retried;
+/// a change may have been under way when it was cut short (the database's deadlines are set to
+/// fire before this one, so this is rare), so it may or may not have taken effect.
+async fn deadline(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    let change = !request.method().is_safe();
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) if change => AppError::OutcomeUnknown.into_response(),
+        Err(_) => AppError::Timeout.into_response(),
     }
 }
 

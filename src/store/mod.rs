@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
 
+pub mod batcher;
 pub mod memory;
 pub mod postgres;
 
@@ -42,11 +43,48 @@ pub enum StoreError {
     AlreadyConfirmed,
     #[error("hold limit of {limit} seats reached")]
     LimitReached { limit: u32 },
-    /// Transient: the database is unreachable, overloaded, or gave up on a lock. Retry later.
-    #[error("database unavailable")]
-    Unavailable(#[source] sqlx::Error),
+    /// Transient, and nothing was done: retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(Unavailable),
+    /// The change was under way when contact was lost: it may or may not have taken effect.
+    #[error("the outcome is unknown")]
+    OutcomeUnknown,
     #[error("database error")]
     Database(#[source] sqlx::Error),
+}
+
+/// Why the store could not serve a request that it did not carry out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unavailable {
+    #[error("the database cannot be reached")]
+    Unreachable,
+    #[error("no database connection came free in time")]
+    PoolExhausted,
+    #[error("the database is out of resources")]
+    Overloaded,
+    #[error("the database gave up waiting for a lock or a statement")]
+    TimedOut,
+    #[error("the transaction met a conflicting one")]
+    Conflict,
+    #[error("too many holds are waiting to be decided")]
+    QueueFull,
+    #[error("the request's time ran out before it was decided")]
+    NotStarted,
+    #[error("the hold workers are not running")]
+    WorkersDown,
+}
+
+impl StoreError {
+    /// A copy for every request of a batch that failed as a whole, if the error is one that
+    /// every one of them would meet (an outage, not something about one request).
+    pub(crate) fn shared(&self) -> Option<Self> {
+        // Not Clone as a whole: a sqlx error can't be copied.
+        match self {
+            Self::Unavailable(why) => Some(Self::Unavailable(*why)),
+            Self::OutcomeUnknown => Some(Self::OutcomeUnknown),
+            _ => None,
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

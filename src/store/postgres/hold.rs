@@ -6,19 +6,17 @@
 //! seat already holds all its user locks, and one waiting for a user lock holds no seats, so
 //! no cycle can form.
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{classify, statements};
 use crate::domain::{Hold, SeatId, SessionId, UserId};
-use crate::store::{HoldPolicy, StoreError, StoreResult};
-
-/// Most requests decided in one transaction.
-const MAX_BATCH: usize = 64;
+use crate::store::batcher::{Batcher, Refused};
+use crate::store::{HoldPolicy, StoreError, StoreResult, Unavailable};
 
 /// One hold request: `seats` are in lock order and distinct.
 pub(super) struct Request {
@@ -31,98 +29,133 @@ pub(super) struct Request {
 enum Decision {
     Done(StoreResult<Hold>),
     /// The user's quota was taken by other requests of theirs in this round, some of which
-    /// may still lose their seat: decide again in a later round.
+    /// may still lose their seat, or its seat went to a hold made since the round's read:
+    /// decide again in a later round.
     Again,
 }
 
-struct Pending {
-    request: Request,
-    reply: oneshot::Sender<StoreResult<Hold>>,
+/// How the queue in front of the hold workers behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct HoldQueue {
+    /// Most requests waiting; beyond it a hold answers 503 `overloaded` at once.
+    pub capacity: usize,
+    /// How long a request may wait for a worker before it is answered 503 `timeout`, with
+    /// nothing done. What is left of the request's time then covers the database's deadlines.
+    pub start_within: Duration,
 }
+
+impl Default for HoldQueue {
+    fn default() -> Self {
+        Self {
+            capacity: 4096,
+            start_within: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Most requests decided in one transaction.
+const MAX_BATCH: usize = 64;
 
 /// Hands single-seat holds to a few worker tasks; each takes whatever is queued when it
 /// becomes free. Under light load a batch is one request; under a rush it is many, and one
 /// transaction (one commit) serves them all.
 #[derive(Clone)]
-pub(super) struct Batcher {
-    queue: mpsc::UnboundedSender<Pending>,
+pub(super) struct Holds {
+    batcher: Batcher<Request, StoreResult<Hold>>,
+    start_within: Duration,
 }
 
-impl Batcher {
-    pub fn start(pool: PgPool, policy: HoldPolicy, workers: usize) -> Self {
-        let (queue, receiver) = mpsc::unbounded_channel::<Pending>();
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..workers.max(1) {
-            let (pool, receiver) = (pool.clone(), receiver.clone());
-            tokio::spawn(async move {
-                loop {
-                    let mut batch = Vec::new();
-                    {
-                        let mut receiver = receiver.lock().await;
-                        match receiver.recv().await {
-                            Some(first) => batch.push(first),
-                            None => return, // every store handle is gone
-                        }
-                        while batch.len() < MAX_BATCH {
-                            match receiver.try_recv() {
-                                Ok(next) => batch.push(next),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    decide(&pool, policy, batch).await;
-                }
-            });
+impl Holds {
+    pub fn start(pool: PgPool, policy: HoldPolicy, queue: HoldQueue, workers: usize) -> Self {
+        let decide = move |requests| decide(pool.clone(), policy, requests);
+        Self {
+            batcher: Batcher::start(workers, queue.capacity, MAX_BATCH, decide),
+            start_within: queue.start_within,
         }
-        Self { queue }
     }
 
     pub async fn hold(&self, request: Request) -> StoreResult<Hold> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Pending { request, reply })
-            .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolClosed))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolClosed))?
+        let start_by = Instant::now() + self.start_within;
+        match self.batcher.submit(request, start_by).await {
+            Ok(answer) => answer,
+            Err(Refused::QueueFull) => Err(StoreError::Unavailable(Unavailable::QueueFull)),
+            Err(Refused::NotStarted) => Err(StoreError::Unavailable(Unavailable::NotStarted)),
+            Err(Refused::Stopped) => Err(StoreError::Unavailable(Unavailable::WorkersDown)),
+            Err(Refused::Lost) => Err(StoreError::OutcomeUnknown),
+        }
+    }
+
+    /// Whether single-seat holds can be served: a worker runs and the queue has room.
+    pub fn ready(&self) -> StoreResult<()> {
+        if self.batcher.ready() {
+            Ok(())
+        } else if self.batcher.queued() > 0 {
+            Err(StoreError::Unavailable(Unavailable::QueueFull))
+        } else {
+            Err(StoreError::Unavailable(Unavailable::WorkersDown))
+        }
     }
 }
 
-/// Runs rounds until every request in `batch` has its answer.
-async fn decide(pool: &PgPool, policy: HoldPolicy, mut batch: Vec<Pending>) {
-    while !batch.is_empty() {
-        let requests: Vec<&Request> = batch.iter().map(|p| &p.request).collect();
-        let decisions = match round(pool, policy, &requests).await {
-            Ok(decisions) => decisions,
-            Err(error) => {
-                // The whole transaction failed: every request in it gets the error.
-                for pending in batch {
-                    let _ = pending.reply.send(Err(copy_error(&error)));
+/// Runs rounds until every request has its answer. A batch that fails as a whole for a
+/// reason all its requests share (an outage) gives each the same answer; one that fails
+/// because of something in one request is decided again request by request, so that only
+/// that one fails.
+async fn decide(
+    pool: PgPool,
+    policy: HoldPolicy,
+    requests: Vec<Request>,
+) -> Vec<StoreResult<Hold>> {
+    let mut answers: Vec<Option<StoreResult<Hold>>> = requests.iter().map(|_| None).collect();
+    let mut open: Vec<usize> = (0..requests.len()).collect();
+    while !open.is_empty() {
+        let batch: Vec<&Request> = open.iter().map(|&i| &requests[i]).collect();
+        match round(&pool, policy, &batch).await {
+            Ok(decisions) => {
+                let mut again = Vec::new();
+                for (i, decision) in open.into_iter().zip(decisions) {
+                    match decision {
+                        Decision::Done(answer) => answers[i] = Some(answer),
+                        Decision::Again => again.push(i),
+                    }
                 }
-                return;
+                open = again;
             }
-        };
-        let mut again = Vec::new();
-        for (pending, decision) in batch.into_iter().zip(decisions) {
-            match decision {
-                Decision::Done(answer) => {
-                    let _ = pending.reply.send(answer);
+            Err(error) => {
+                if let Some(shared) = error.shared() {
+                    for &i in &open {
+                        answers[i] = shared.shared().map(Err);
+                    }
+                } else if let [i] = open[..] {
+                    answers[i] = Some(Err(error));
+                } else {
+                    tracing::warn!(
+                        error = &error as &dyn std::error::Error,
+                        requests = open.len(),
+                        "a batch of holds failed; deciding its requests one by one"
+                    );
+                    for &i in &open {
+                        answers[i] = Some(hold_alone(&pool, policy, &requests[i]).await);
+                    }
                 }
-                Decision::Again => again.push(pending),
+                break;
             }
         }
-        batch = again;
     }
+    answers
+        .into_iter()
+        .map(|answer| answer.expect("every request is answered"))
+        .collect()
 }
 
 /// Decides one request (a group hold) in transactions of its own.
 pub(super) async fn hold_alone(
     pool: &PgPool,
     policy: HoldPolicy,
-    request: Request,
+    request: &Request,
 ) -> StoreResult<Hold> {
     loop {
-        let mut decisions = round(pool, policy, &[&request]).await?;
+        let mut decisions = round(pool, policy, &[request]).await?;
         if let Decision::Done(answer) = decisions.remove(0) {
             return answer;
         }
@@ -244,12 +277,4 @@ fn decision(
         ("again", _) => Decision::Again,
         (other, _) => return Err(bad(&format!("{other:?}"))),
     })
-}
-
-/// A batch's one error, for each of its requests.
-fn copy_error(error: &StoreError) -> StoreError {
-    match error {
-        StoreError::Unavailable(e) => StoreError::Unavailable(sqlx::Error::Protocol(e.to_string())),
-        other => StoreError::Database(sqlx::Error::Protocol(other.to_string())),
-    }
 }

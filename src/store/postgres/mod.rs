@@ -10,10 +10,14 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 
-use super::{HoldPolicy, SeatStore, SessionStatus, StoreError, StoreResult, Verdict, lock_order};
+use super::{
+    HoldPolicy, SeatStore, SessionStatus, StoreError, StoreResult, Unavailable, Verdict, lock_order,
+};
 use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
 
 mod hold;
+
+pub use hold::HoldQueue;
 
 /// Tasks deciding single-seat holds. A worker takes everything queued when it becomes free,
 /// so fewer workers make fuller transactions: measured with a pool of 32 at 8/32/128
@@ -50,7 +54,7 @@ pub struct PgStore {
     /// Movies rarely change; a miss falls through to the database, so a room added with SQL
     /// is served without a restart.
     movies: Arc<RwLock<HashMap<String, Movie>>>,
-    batcher: hold::Batcher,
+    holds: hold::Holds,
 }
 
 #[derive(sqlx::FromRow)]
@@ -64,7 +68,12 @@ struct SessionRow {
 
 impl PgStore {
     /// Connects lazily (the first request opens the first connection) and runs migrations.
-    pub async fn connect(url: &str, pool: &PoolSettings, policy: HoldPolicy) -> StoreResult<Self> {
+    pub async fn connect(
+        url: &str,
+        pool: &PoolSettings,
+        policy: HoldPolicy,
+        queue: HoldQueue,
+    ) -> StoreResult<Self> {
         let options: PgConnectOptions = url.parse().map_err(StoreError::Database)?;
         let statement_timeout = pool.statement_timeout.as_millis().to_string();
         let options = session_options(options.application_name("boxoffice"))
@@ -73,7 +82,7 @@ impl PgStore {
             .max_connections(pool.max_connections)
             .acquire_timeout(pool.acquire_timeout)
             .connect_lazy_with(options);
-        let store = Self::new(pool, policy);
+        let store = Self::with_queue(pool, policy, queue);
         store.migrate().await?;
         Ok(store)
     }
@@ -81,8 +90,13 @@ impl PgStore {
     /// Wraps a pool whose database is already migrated. Starts the hold batcher's workers,
     /// so it must be called inside a Tokio runtime.
     pub fn new(pool: PgPool, policy: HoldPolicy) -> Self {
+        Self::with_queue(pool, policy, HoldQueue::default())
+    }
+
+    /// `new`, with the hold queue set up as given.
+    pub fn with_queue(pool: PgPool, policy: HoldPolicy, queue: HoldQueue) -> Self {
         Self {
-            batcher: hold::Batcher::start(pool.clone(), policy, HOLD_WORKERS),
+            holds: hold::Holds::start(pool.clone(), policy, queue, HOLD_WORKERS),
             pool,
             policy,
             movies: Arc::default(),
@@ -232,11 +246,11 @@ impl SeatStore for PgStore {
             user: user.clone(),
         };
         if request.seats.len() == 1 {
-            self.batcher.hold(request).await
+            self.holds.hold(request).await
         } else {
             // A group is all or nothing; deciding it alone keeps a failed group from
             // touching anyone else's answer.
-            hold::hold_alone(&self.pool, self.policy, request).await
+            hold::hold_alone(&self.pool, self.policy, &request).await
         }
     }
 
@@ -297,33 +311,42 @@ impl SeatStore for PgStore {
         sqlx::query("select 1")
             .execute(&self.pool)
             .await
-            .map(drop)
-            .map_err(classify)
+            .map_err(classify)?;
+        self.holds.ready()
     }
 }
 
-/// Sorts a database error into "try again later" (503) and "bug" (500).
+/// Sorts a database error into "try again later" (503) and "bug" (500). A transient one is
+/// logged here, once, however many requests it answers.
 fn classify(error: sqlx::Error) -> StoreError {
-    let transient = match &error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
-        sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // Classes: 08 connection exception, 28 refused login, 53 out of resources,
-            // 57 operator intervention (shutdown, statement timeout).
-            matches!(&code[..2], "08" | "28" | "53" | "57")
-                || matches!(
-                    &*code,
-                    // serialization failure, deadlock, lock timeout, database not accepting
-                    // connections, database missing
-                    "40001" | "40P01" | "55P03" | "55000" | "3D000"
-                )
+    use Unavailable::*;
+    let why = match &error {
+        sqlx::Error::PoolTimedOut => Some(PoolExhausted),
+        sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Some(Unreachable),
+        sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => Some(Unreachable),
+        sqlx::Error::Database(db) => db.code().and_then(|code| match (&code[..2], &*code) {
+            // lock timeout, statement timeout (a cancel)
+            (_, "55P03" | "57014") => Some(TimedOut),
+            // serialization failure, deadlock
+            (_, "40001" | "40P01") => Some(Conflict),
+            // out of resources
+            ("53", _) => Some(Overloaded),
+            // connection exception, refused login, operator intervention (shutdown),
+            // database not accepting connections, database missing
+            ("08" | "28" | "57", _) | (_, "55000" | "3D000") => Some(Unreachable),
+            _ => None,
         }),
-        _ => false,
+        _ => None,
     };
-    if transient {
-        StoreError::Unavailable(error)
-    } else {
-        StoreError::Database(error)
+    match why {
+        Some(why) => {
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "database unavailable: {why}"
+            );
+            StoreError::Unavailable(why)
+        }
+        None => StoreError::Database(error),
     }
 }
 
