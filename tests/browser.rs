@@ -1,6 +1,7 @@
 //! The seat-map page in headless Chromium: each scenario in `e2e/` runs against a server of
 //! its own on a fresh database. Needs Node with `npm ci --prefix e2e` done and Chromium
-//! (`/usr/bin/chromium`, or `CHROMIUM`); without them these tests fail, they never skip.
+//! (`/usr/bin/chromium`, or `CHROMIUM`), which `scripts/test` installs; without them these
+//! tests fail, they never skip.
 
 mod common;
 
@@ -23,12 +24,14 @@ fn check_prerequisites() {
         Path::new(ROOT)
             .join("e2e/node_modules/playwright-core")
             .is_dir(),
-        "browser tests need their Node packages: run `npm ci --prefix e2e`"
+        "browser tests need their Node packages: run `scripts/test`, which installs them \
+         (`npm ci --prefix e2e`)"
     );
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         Path::new(&chromium).is_file(),
-        "browser tests need Chromium at {chromium}: `apt-get install chromium`, or set CHROMIUM"
+        "browser tests need Chromium at {chromium}: run `scripts/test`, which installs it \
+         (`apt-get install chromium`), or set CHROMIUM"
     );
 }
 
