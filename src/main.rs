@@ -1,12 +1,25 @@
-//! The `boxoffice` binary: settings from the environment, logs, then the server.
+//! The `boxoffice` binary: the command line, settings from the environment, logs, then the
+//! server.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use clap::Parser;
 use tracing_subscriber::EnvFilter;
+
+/// Transactional cinema seat-booking server.
+///
+/// Serves the seat-map page and its API on BIND_ADDR. Every setting comes from the
+/// environment or a .env file (see .env.example); without DATABASE_URL the in-memory store is
+/// used and nothing persists.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {}
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // --help and --version print and exit; anything else unknown is a usage error (exit 2).
+    let Cli {} = Cli::parse();
     let dotenv = dotenvy::dotenv();
     tracing_subscriber::fmt()
         .with_env_filter(

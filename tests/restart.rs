@@ -152,3 +152,37 @@ async fn without_a_database_url_the_server_runs_in_memory() {
         "{startup:#?}"
     );
 }
+
+fn run_binary(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        .args(args)
+        .env_clear()
+        // Were it to start serving, it would fail to bind this rather than run on.
+        .env("BIND_ADDR", "256.0.0.1:1")
+        .output()
+        .expect("run the binary")
+}
+
+#[test]
+fn help_and_version_print_and_exit_without_serving() {
+    let help = run_binary(&["--help"]);
+    assert!(help.status.success(), "{help:?}");
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("Usage: boxoffice"), "{text}");
+    assert!(text.contains("DATABASE_URL"), "{text}");
+
+    let version = run_binary(&["--version"]);
+    assert!(version.status.success(), "{version:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("boxoffice {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn an_unknown_argument_is_a_usage_error() {
+    let output = run_binary(&["--port", "9000"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("unexpected argument '--port'"), "{text}");
+}
