@@ -1,0 +1,118 @@
+//! The benchmark's command line: what to run, how often and how long.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scenario {
+    Holds,
+    HotSeat,
+    SeatMap,
+    Flow,
+}
+
+impl Scenario {
+    /// In the order a run drives them: the hot seat comes after the rush of holds.
+    pub const ALL: [Self; 4] = [Self::Holds, Self::HotSeat, Self::SeatMap, Self::Flow];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Holds => "holds",
+            Self::HotSeat => "hot-seat",
+            Self::SeatMap => "seat-map",
+            Self::Flow => "flow",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Holds => "holds on distinct seats (requests/s)",
+            Self::HotSeat => "one hot seat, already held, after the rush of holds (attempts/s)",
+            Self::SeatMap => "seat-map reads, 300 seats, 100 taken (requests/s)",
+            Self::Flow => "full flow: hold → confirm, hold → release (flows/s, 2 requests each)",
+        }
+    }
+}
+
+/// What the database looks like when a run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum History {
+    /// A new database, migrations just run, never analysed: opening night.
+    Fresh,
+    /// 20,000 bookings of the past, analysed: a cinema in use.
+    Analysed,
+}
+
+pub struct Options {
+    pub runs: usize,
+    pub duration: Duration,
+    pub clients: Vec<usize>,
+    pub scenarios: Vec<Scenario>,
+    pub history: History,
+    pub pool: u32,
+}
+
+impl Options {
+    pub fn parse() -> Self {
+        let mut options = Self {
+            runs: 3,
+            duration: Duration::from_secs(5),
+            clients: vec![1, 8, 32, 128],
+            scenarios: Scenario::ALL.to_vec(),
+            history: History::Fresh,
+            pool: 32,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = || {
+                args.next()
+                    .unwrap_or_else(|| usage(&format!("{arg} needs a value")))
+            };
+            match arg.as_str() {
+                "--bench" => {} // passed by `cargo bench`
+                "--help" | "-h" => usage(""),
+                "--runs" => options.runs = number(&value()),
+                "--secs" => options.duration = Duration::from_secs(number(&value())),
+                "--clients" => options.clients = value().split(',').map(number).collect(),
+                "--pool" => options.pool = number(&value()),
+                "--history" => {
+                    options.history = match value().as_str() {
+                        "fresh" => History::Fresh,
+                        "analysed" => History::Analysed,
+                        other => usage(&format!("unknown history {other}")),
+                    }
+                }
+                "--scenarios" => {
+                    let wanted: Vec<String> = value().split(',').map(str::to_owned).collect();
+                    if let Some(unknown) = wanted
+                        .iter()
+                        .find(|w| !Scenario::ALL.iter().any(|s| s.name() == w.as_str()))
+                    {
+                        usage(&format!("unknown scenario {unknown}"));
+                    }
+                    options.scenarios = Scenario::ALL
+                        .into_iter()
+                        .filter(|s| wanted.iter().any(|w| w == s.name()))
+                        .collect();
+                }
+                other => usage(&format!("unknown option {other}")),
+            }
+        }
+        options
+    }
+}
+
+fn number<T: std::str::FromStr>(text: &str) -> T {
+    text.parse()
+        .unwrap_or_else(|_| usage(&format!("not a number: {text}")))
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!(
+        "{problem}\n\nusage: cargo bench --bench loadgen -- [--runs 3] [--secs 5] \
+         [--clients 1,8,32,128] [--scenarios holds,hot-seat,seat-map,flow] \
+         [--history fresh|analysed] [--pool 32]\n\
+         DATABASE_URL names the PostgreSQL server to measure; every run gets a new database on \
+         it. Needs wrk and pgbench on PATH."
+    );
+    std::process::exit(if problem.is_empty() { 0 } else { 2 })
+}

@@ -1,0 +1,97 @@
+//! The release server under test, as a process of its own.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::common::{self, TestDb};
+use crate::fixtures::TTL;
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+}
+
+impl Server {
+    pub fn start(db: &TestDb, pool: u32) -> Self {
+        let port = common::free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            .env_clear()
+            .env("DATABASE_URL", &db.url)
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("HOLD_TTL_SECS", TTL.as_secs().to_string())
+            .env("DB_MAX_CONNECTIONS", pool.to_string())
+            .env("MAX_HOLDS_PER_USER", "8")
+            .env("RUST_LOG", "warn,boxoffice=info")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the release server");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut lines = stdout.lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("listening") => break,
+                Some(Ok(_)) => {}
+                _ => panic!("the server exited before listening"),
+            }
+        }
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// User plus system CPU time so far.
+    pub fn cpu(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the command name, which is in parentheses and may contain spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        Duration::from_millis(ticks * 1000 / per_sec)
+    }
+
+    /// Samples the server's resident memory until the returned flag is set; the thread
+    /// returns the peak.
+    pub fn watch_memory(&self) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let status = format!("/proc/{}/status", self.child.id());
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let rss = || {
+                std::fs::read_to_string(&status)
+                    .ok()
+                    .and_then(|text| {
+                        let kb = text.lines().find_map(|line| line.strip_prefix("VmRSS:"))?;
+                        kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
+                    })
+                    .unwrap_or(0)
+                    * 1024
+            };
+            let mut peak = 0;
+            while !flag.load(Ordering::Relaxed) {
+                peak = peak.max(rss());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak.max(rss())
+        });
+        (stop, handle)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

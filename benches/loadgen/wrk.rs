@@ -1,0 +1,122 @@
+//! HTTP load from `wrk` (Debian's package), a client light enough not to be the bottleneck:
+//! holds on distinct seats, the hot seat and seat-map reads, scripted by `wrk.lua`.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::check::Told;
+use crate::options::Scenario;
+use crate::report::{Latency, Sample};
+
+pub fn run(scenario: Scenario, clients: usize, duration: Duration, base: &str) -> (Sample, Told) {
+    let told_file = tempfile::NamedTempFile::new().unwrap();
+    let threads = clients.min(2);
+    let output = Command::new("wrk")
+        .args(["-t", &threads.to_string(), "-c", &clients.to_string()])
+        .args([
+            "-d",
+            &format!("{}s", duration.as_secs().max(1)),
+            "--latency",
+        ])
+        .args(["--timeout", "10s", "-s"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/loadgen/wrk.lua"
+        ))
+        .arg(base)
+        .env("SCENARIO", scenario.name())
+        .env("THREADS", threads.to_string())
+        .env("TOLD", told_file.path())
+        .output()
+        .expect("run wrk (Debian: apt-get install wrk)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "wrk failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let mut outcomes = BTreeMap::new();
+    let mut told = Told::default();
+    for line in std::fs::read_to_string(told_file.path()).unwrap().lines() {
+        if let Some(rest) = line.strip_prefix("status ") {
+            let (status, count) = rest.split_once(' ').unwrap();
+            *outcomes.entry(status.to_owned()).or_default() += count.parse::<u64>().unwrap();
+        } else if let Some(body) = line.strip_prefix("held ") {
+            let hold: serde_json::Value = serde_json::from_str(body).unwrap();
+            let text = |key: &str| hold[key].as_str().unwrap().to_owned();
+            told.held.push((
+                text("movie_id"),
+                text("seat_id"),
+                text("session_id").parse().unwrap(),
+            ));
+        }
+    }
+    for error in ["connect", "read", "write", "timeout"] {
+        if let Some(n) = socket_errors(&stdout, error) {
+            outcomes.insert(format!("{error} errors"), n);
+        }
+    }
+    let ops: u64 = outcomes
+        .iter()
+        .filter(|(k, _)| !k.ends_with("errors"))
+        .map(|(_, v)| v)
+        .sum();
+    let rate: f64 = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("Requests/sec:"))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rate in wrk's output:\n{stdout}"));
+    let sample = Sample {
+        ops,
+        elapsed: Duration::from_secs_f64(ops as f64 / rate),
+        latency: latency(&stdout),
+        outcomes,
+        ..Sample::default()
+    };
+    (sample, told)
+}
+
+/// wrk's latency distribution (`--latency`) and its maximum.
+fn latency(stdout: &str) -> Option<Latency> {
+    let find = |label: &str| -> Option<Duration> {
+        let line = stdout.lines().find(|l| l.trim_start().starts_with(label))?;
+        let value = line.trim_start()[label.len()..].split_whitespace().next()?;
+        duration(value)
+    };
+    let max = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("Latency"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(duration)?;
+    Some(Latency {
+        p50: find("50%")?,
+        p90: find("90%")?,
+        p99: find("99%")?,
+        max,
+    })
+}
+
+/// "1.23ms", "456.00us", "1.02s", "2.00m".
+fn duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let secs = match unit {
+        "us" => number / 1e6,
+        "ms" => number / 1e3,
+        "s" => number,
+        "m" => number * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+/// "Socket errors: connect 0, read 0, write 0, timeout 3"
+fn socket_errors(stdout: &str, kind: &str) -> Option<u64> {
+    let line = stdout.lines().find(|l| l.contains("Socket errors:"))?;
+    let after = line.split(&format!("{kind} ")).nth(1)?;
+    let n: u64 = after.split(',').next()?.trim().parse().ok()?;
+    (n > 0).then_some(n)
+}
