@@ -9,6 +9,7 @@ pub mod domain;
 pub mod http;
 pub mod reaper;
 pub mod store;
+pub mod telemetry;
 
 pub use config::Config;
 pub use http::app;

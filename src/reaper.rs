@@ -22,6 +22,7 @@ pub fn spawn<S: SeatStore>(store: S, interval: Duration, batch: u32) -> JoinHand
 }
 
 async fn sweep<S: SeatStore>(store: &S, batch: u32) {
+    metrics::counter!(crate::telemetry::REAPER_RUNS).increment(1);
     let mut total = 0;
     loop {
         match store.reap_expired(batch).await {
@@ -40,6 +41,7 @@ async fn sweep<S: SeatStore>(store: &S, batch: u32) {
             }
         }
     }
+    metrics::counter!(crate::telemetry::REAPER_ROWS).increment(total);
     if total > 0 {
         tracing::debug!(expired = total, "reaper removed expired holds");
     }

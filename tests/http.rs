@@ -777,3 +777,103 @@ async fn a_statement_that_waits_too_long_answers_503() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
 }
+
+/// The sum of the samples of `name` whose labels include every one of `labels`.
+fn metric(body: &str, name: &str, labels: &[&str]) -> f64 {
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (series_name, rest) = series.split_once('{').unwrap_or((series, ""));
+            series_name == name && labels.iter().all(|label| rest.contains(label))
+        })
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_count_requests_holds_batches_and_connections() {
+    let db = TestDb::new().await;
+    let mut config = test_config();
+    config.reaper_interval = Duration::from_millis(10);
+    let f = Fixture {
+        app: TestApp::spawn(db.store(config.hold, 8).await, config).await,
+        db,
+    };
+    let scrape = || async {
+        let response = f.send(Method::GET, "/metrics", None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let kind = response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(kind.starts_with("text/plain"), "{kind}");
+        response.text().await.unwrap()
+    };
+    // Other tests of this process record into the same registry: count what this one adds.
+    let before = scrape().await;
+    f.held("inception", "A1", "alice").await;
+    assert_eq!(
+        f.hold("inception", "A1", "bob").await.status(),
+        StatusCode::CONFLICT
+    );
+    f.seat_map("inception").await;
+    let after = scrape().await;
+
+    let hold_route = r#"route="/movies/{movie_id}/seats/{seat_id}/hold""#;
+    let rose =
+        |name: &str, labels: &[&str]| metric(&after, name, labels) - metric(&before, name, labels);
+    for (name, labels, at_least) in [
+        (
+            "boxoffice_http_requests_total",
+            vec![hold_route, r#"status="201""#],
+            1.0,
+        ),
+        (
+            "boxoffice_http_requests_total",
+            vec![hold_route, r#"status="409""#],
+            1.0,
+        ),
+        (
+            "boxoffice_http_requests_total",
+            vec![
+                r#"route="/movies/{movie_id}/seats""#,
+                r#"method="GET""#,
+                r#"status="200""#,
+            ],
+            1.0,
+        ),
+        (
+            "boxoffice_http_request_duration_seconds_count",
+            vec![hold_route],
+            2.0,
+        ),
+        ("boxoffice_holds_total", vec![r#"outcome="held""#], 1.0),
+        ("boxoffice_holds_total", vec![r#"outcome="taken""#], 1.0),
+        ("boxoffice_hold_batch_size_count", vec![], 2.0),
+    ] {
+        assert!(
+            rose(name, &labels) >= at_least,
+            "{name} {labels:?} in:\n{after}"
+        );
+    }
+    for name in [
+        r#"boxoffice_db_pool_connections{state="idle"}"#,
+        r#"boxoffice_db_pool_connections{state="in_use"}"#,
+        "boxoffice_hold_queue_depth",
+        "boxoffice_http_request_duration_seconds_bucket{",
+    ] {
+        assert!(after.contains(name), "{name} in:\n{after}");
+    }
+    // The reaper sweeps every 10 ms here.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while metric(&scrape().await, "boxoffice_reaper_runs_total", &[])
+        <= metric(&after, "boxoffice_reaper_runs_total", &[])
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reaper runs are not counted"
+        );
+    }
+    assert!(scrape().await.contains("boxoffice_reaper_rows_total"));
+}

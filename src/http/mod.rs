@@ -1,7 +1,7 @@
 //! The HTTP layer: the router, request extractors, and the rules every response follows.
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::handler::HandlerWithoutStateExt;
 use axum::http::header;
 use axum::middleware::{self, Next};
@@ -16,6 +16,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::store::SeatStore;
+use crate::telemetry;
 
 pub mod error;
 mod health;
@@ -46,6 +47,8 @@ pub struct UserBody {
 
 /// The whole application: API routes, health checks, and the page from `static_dir`.
 pub fn app<S: SeatStore>(store: S, config: &Config) -> Router {
+    // Before anything is recorded: what is recorded without a recorder is lost.
+    telemetry::handle();
     let unknown_route = || async { AppError::RouteNotFound };
     let page = ServeDir::new(&config.static_dir)
         .call_fallback_on_method_not_allowed(true)
@@ -68,6 +71,7 @@ pub fn app<S: SeatStore>(store: S, config: &Config) -> Router {
         )
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready::<S>))
+        .route("/metrics", get(health::metrics::<S>))
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .fallback_service(page)
         .with_state(AppState {
@@ -77,6 +81,7 @@ pub fn app<S: SeatStore>(store: S, config: &Config) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(TraceLayer::new_for_http())
+                .layer(middleware::from_fn(measure))
                 .layer(middleware::from_fn(json_errors))
                 .layer(middleware::from_fn_with_state(
                     config.request_timeout,
@@ -96,6 +101,24 @@ async fn deadline(State(timeout): State<Duration>, request: Request, next: Next)
         Err(_) if change => AppError::OutcomeUnknown.into_response(),
         Err(_) => AppError::Timeout.into_response(),
     }
+}
+
+/// Counts each request by route (the pattern, not the path, so that ids don't make a label
+/// each), method and status, and times it.
+async fn measure(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "static".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!(telemetry::HTTP_DURATION, "route" => route.clone(), "method" => method.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(telemetry::HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
+        .increment(1);
+    response
 }
 
 /// Turns any error response that is not already JSON (a framework rejection, a static-file

@@ -6,8 +6,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 
 use super::{AppError, AppState, Json, UserBody};
-use crate::domain::{SeatId, SessionId, UserId};
-use crate::store::SeatStore;
+use crate::domain::{Hold, SeatId, SessionId, UserId};
+use crate::store::{SeatStore, StoreError, StoreResult};
 
 #[derive(Serialize)]
 pub struct HoldBody {
@@ -42,7 +42,9 @@ pub async fn hold<S: SeatStore>(
     let user = UserId::parse(body.user_id)?;
     let movie = app.store.movie(&movie_id).await?;
     let seat = movie.seat(&seat_id)?;
-    let hold = app.store.hold(&movie, vec![seat], &user).await?;
+    let hold = app.store.hold(&movie, vec![seat], &user).await;
+    metrics::counter!(crate::telemetry::HOLDS, "outcome" => outcome(&hold)).increment(1);
+    let hold = hold?;
     let body = HoldBody {
         session_id: hold.session_id,
         movie_id: hold.movie_id,
@@ -51,6 +53,18 @@ pub async fn hold<S: SeatStore>(
         server_time: hold.server_time,
     };
     Ok((StatusCode::CREATED, axum::Json(body)))
+}
+
+/// A hold's outcome, as the metrics count it.
+fn outcome(hold: &StoreResult<Hold>) -> &'static str {
+    match hold {
+        Ok(_) => "held",
+        Err(StoreError::SeatTaken(_)) => "taken",
+        Err(StoreError::LimitReached { .. }) => "limit",
+        Err(StoreError::Unavailable(_)) => "unavailable",
+        Err(StoreError::OutcomeUnknown) => "outcome_unknown",
+        Err(_) => "error",
+    }
 }
 
 pub async fn confirm<S: SeatStore>(

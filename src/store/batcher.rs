@@ -216,6 +216,7 @@ async fn work<Req, Res, F, Fut>(
         if jobs.is_empty() {
             continue;
         }
+        metrics::histogram!(crate::telemetry::HOLD_BATCH_SIZE).record(jobs.len() as f64);
         let (requests, replies): (Vec<Req>, Vec<oneshot::Sender<Res>>) =
             jobs.into_iter().map(|job| (job.request, job.reply)).unzip();
         let answers = decide(requests).await;

@@ -189,6 +189,10 @@ pub trait SeatStore: Clone + Send + Sync + 'static {
 
     /// Whether the backing storage answers.
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Sets the gauges that describe the store now (connections, queue depth), just before
+    /// the metrics are read.
+    fn observe(&self) {}
 }
 
 /// Puts a multi-seat request into lock order (byte order of seat id) and refuses duplicates.

@@ -85,6 +85,11 @@ impl Holds {
         }
     }
 
+    /// Requests waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.batcher.queued()
+    }
+
     /// Whether single-seat holds can be served: a worker runs and the queue has room.
     pub fn ready(&self) -> StoreResult<()> {
         if self.batcher.ready() {

@@ -309,6 +309,14 @@ impl SeatStore for PgStore {
         Ok(u64::try_from(reaped).unwrap_or(0))
     }
 
+    fn observe(&self) {
+        let (size, idle) = (self.pool.size(), self.pool.num_idle() as u32);
+        let connections = |state: &'static str| metrics::gauge!(crate::telemetry::POOL_CONNECTIONS, "state" => state);
+        connections("idle").set(f64::from(idle));
+        connections("in_use").set(f64::from(size.saturating_sub(idle)));
+        metrics::gauge!(crate::telemetry::HOLD_QUEUE_DEPTH).set(self.holds.queued() as f64);
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("select 1")
             .execute(&self.pool)
