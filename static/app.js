@@ -31,6 +31,7 @@ let movies = [];               // [{id, title, rows, seats_per_row, free}]
 let movieId = null;            // the movie on screen
 let taken = new Map();         // seat_id -> {user_id, confirmed}
 const holds = new Map();       // session_id -> {movieId, seatId, expiresAt (server ms), deadline (local ms)}
+const HOLDS_KEY = `boxoffice-holds-${userId}`; // where they are kept across reloads
 let clockOffset = 0;           // server clock minus local clock, ms
 let serverDate = 0;            // the Date header of the last answer (server ms, whole seconds)
 const busySeats = new Set();   // seats with a request in flight
@@ -46,8 +47,8 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body, extra = {}) {
-  const init = { method, headers: {}, ...extra };
+async function api(method, path, body) {
+  const init = { method, headers: {} };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -110,7 +111,7 @@ function renderMovies() {
 
 async function selectMovie(id) {
   if (id === movieId) return;
-  releaseAll({ keepalive: false });
+  if (movieId !== null) releaseAll(); // switching movies, not opening the page
   movieId = id;
   taken = new Map();
   if (location.hash !== `#${id}`) history.replaceState(null, "", `#${id}`);
@@ -279,12 +280,12 @@ function expired(e, session, text) {
   return text;
 }
 
-// Releases every unconfirmed hold: on leaving the page (keepalive, so the request outlives
-// it) or on switching movies.
-function releaseAll({ keepalive }) {
+// Releases every unconfirmed hold, on switching movies. Leaving or reloading the page keeps
+// them: they expire by themselves, and a reload finds them again (loadHolds).
+function releaseAll() {
   for (const [session, h] of holds) {
     if (h.ended) continue;
-    api("DELETE", `/sessions/${session}`, { user_id: userId }, { keepalive }).catch(() => {});
+    api("DELETE", `/sessions/${session}`, { user_id: userId }).catch(() => {});
   }
   holds.clear();
   renderHolds();
@@ -316,7 +317,26 @@ function mmss(secs) {
   return `${String(Math.floor(secs / 60)).padStart(2, "0")}:${String(secs % 60).padStart(2, "0")}`;
 }
 
+// My live holds, kept in localStorage so that a reload can still confirm or release them.
+function saveHolds() {
+  const live = [...holds].filter(([, h]) => !h.ended)
+    .map(([session, { movieId, seatId, expiresAt, deadline }]) => [session, { movieId, seatId, expiresAt, deadline }]);
+  try { localStorage.setItem(HOLDS_KEY, JSON.stringify(live)); } catch { /* storage disabled: this page only */ }
+}
+
+function loadHolds() {
+  let saved = [];
+  try { saved = JSON.parse(localStorage.getItem(HOLDS_KEY) || "[]"); } catch { /* start afresh */ }
+  if (!Array.isArray(saved)) return;
+  for (const [session, h] of saved) {
+    if (typeof session === "string" && typeof h?.seatId === "string" && h.deadline > Date.now()) {
+      holds.set(session, h);
+    }
+  }
+}
+
 function renderHolds() {
+  saveHolds();
   const movieTitle = (id) => movies.find((m) => m.id === id)?.title ?? id;
   const items = [...holds].map(([session, h]) => {
     const li = document.createElement("li");
@@ -383,7 +403,6 @@ function startUpdates() {
   setInterval(() => loadMovies().catch(() => {}), MOVIES_POLL_MS);
 }
 
-window.addEventListener("pagehide", () => releaseAll({ keepalive: true }));
 setInterval(tick, 250);
 
 (async function start() {
@@ -396,6 +415,8 @@ setInterval(tick, 250);
       await new Promise((resolve) => setTimeout(resolve, 2000));
     }
   }
+  loadHolds();
+  renderHolds();
   const wanted = location.hash.slice(1);
   const first = movies.some((m) => m.id === wanted) ? wanted : movies[0]?.id;
   if (first) await selectMovie(first);

@@ -86,6 +86,13 @@ async fn an_unconfirmed_hold_expires_on_every_screen() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_holds_that_can_still_be_confirmed_or_released() {
+    let _browser = ONE_BROWSER.lock().await;
+    let (app, db) = app_with_ttl(LONG_TTL).await;
+    run_scenario("reload", &app, &db, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seat_can_be_booked_with_the_keyboard_alone() {
     let _browser = ONE_BROWSER.lock().await;
     let (app, db) = app_with_ttl(LONG_TTL).await;
