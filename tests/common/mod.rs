@@ -14,7 +14,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use boxoffice::Config;
-use boxoffice::store::postgres::PoolSettings;
 use boxoffice::store::{HoldPolicy, MemoryStore, PgStore, SeatStore};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -352,14 +351,6 @@ impl Drop for TestApp {
 pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
     let response = request.send().await.expect("request");
     response.json().await.expect("a JSON body")
-}
-
-pub fn pool_settings(max_connections: u32) -> PoolSettings {
-    PoolSettings {
-        max_connections,
-        acquire_timeout: Duration::from_secs(30),
-        statement_timeout: Duration::from_secs(30),
-    }
 }
 
 /// Raises this process's open-files limit to its hard limit, for tests that open many sockets.

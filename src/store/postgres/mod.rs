@@ -27,10 +27,8 @@ pub use hold::HoldQueue;
 /// again (`store::batcher`).
 const HOLD_WORKERS: usize = 1;
 
-/// The statements of the hold batcher and the reaper (migrations/0003); public so that
-/// tests can drive them as the store does.
-#[doc(hidden)]
-pub mod statements {
+/// The statements of the hold batcher and the reaper: calls of migrations/0003's functions.
+mod statements {
     /// Decides a batch of holds in one call.
     pub const HOLD_SEATS: &str = "select request, outcome, taken, held_until, decided_at
          from hold_seats($1, $2, $3, $4, $5, $6, $7)";
