@@ -597,15 +597,7 @@ async fn an_exhausted_pool_answers_503_with_retry_after() {
     let db = TestDb::new().await;
     let mut config = test_config();
     config.pool.acquire_timeout = Duration::from_millis(300);
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(config.pool.acquire_timeout)
-        .connect_with(db.options())
-        .await
-        .unwrap();
-    let store = PgStore::new(pool.clone(), config.hold);
-    let app = TestApp::spawn(store, config).await;
-    let _only_connection = pool.acquire().await.unwrap();
+    let (app, _only_connection) = app_with_its_one_connection_taken(&db, config).await;
     let response = app
         .client
         .get(app.url("/movies/inception/seats"))
@@ -613,6 +605,22 @@ async fn an_exhausted_pool_answers_503_with_retry_after() {
         .await
         .unwrap();
     assert_unavailable(response, "service_unavailable").await;
+}
+
+/// A server whose pool has one connection, and that connection, taken.
+async fn app_with_its_one_connection_taken(
+    db: &TestDb,
+    config: boxoffice::Config,
+) -> (TestApp, sqlx::pool::PoolConnection<sqlx::Postgres>) {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(config.pool.acquire_timeout)
+        .connect_with(db.options())
+        .await
+        .unwrap();
+    let app = TestApp::spawn(PgStore::new(pool.clone(), config.hold), config).await;
+    let taken = pool.acquire().await.unwrap();
+    (app, taken)
 }
 
 /// Opens a transaction that has inserted seat A1 of inception and not committed, so a hold
@@ -672,14 +680,7 @@ async fn a_read_that_runs_too_long_answers_503_timeout() {
     let db = TestDb::new().await;
     let mut config = impatient_config();
     config.pool.acquire_timeout = Duration::from_secs(30);
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(config.pool.acquire_timeout)
-        .connect_with(db.options())
-        .await
-        .unwrap();
-    let app = TestApp::spawn(PgStore::new(pool.clone(), config.hold), config).await;
-    let _only_connection = pool.acquire().await.unwrap();
+    let (app, _only_connection) = app_with_its_one_connection_taken(&db, config).await;
     let response = app
         .client
         .get(app.url("/movies/inception/seats"))

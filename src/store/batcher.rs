@@ -271,6 +271,17 @@ mod tests {
         }
     }
 
+    /// Request 1, which the worker takes and holds on to until the probe gets permits.
+    async fn keep_busy(
+        probe: &Probe,
+        batcher: &Batcher<u32, u32>,
+    ) -> tokio::task::JoinHandle<Result<u32, Refused>> {
+        let b = batcher.clone();
+        let first = tokio::spawn(async move { b.submit(1, later()).await });
+        until("the worker took the first", || probe.seen() == [1]).await;
+        first
+    }
+
     fn later() -> Instant {
         Instant::now() + Duration::from_secs(60)
     }
@@ -295,11 +306,7 @@ mod tests {
     async fn a_full_queue_refuses_at_once() {
         let probe = Probe::new(0);
         let batcher = probe.batcher(1, 2);
-        let first = tokio::spawn({
-            let b = batcher.clone();
-            async move { b.submit(1, later()).await }
-        });
-        until("the worker took the first", || probe.seen() == [1]).await;
+        let first = keep_busy(&probe, &batcher).await;
         let queued: Vec<_> = (2..=3)
             .map(|n| {
                 let b = batcher.clone();
@@ -320,11 +327,7 @@ mod tests {
     async fn a_request_whose_caller_left_is_never_decided() {
         let probe = Probe::new(0);
         let batcher = probe.batcher(1, 16);
-        let first = tokio::spawn({
-            let b = batcher.clone();
-            async move { b.submit(1, later()).await }
-        });
-        until("the worker took the first", || probe.seen() == [1]).await;
+        let first = keep_busy(&probe, &batcher).await;
         let left = tokio::spawn({
             let b = batcher.clone();
             async move { b.submit(2, later()).await }
@@ -342,11 +345,7 @@ mod tests {
     async fn a_request_not_started_in_time_is_refused_and_never_decided() {
         let probe = Probe::new(0);
         let batcher = probe.batcher(1, 16);
-        let first = tokio::spawn({
-            let b = batcher.clone();
-            async move { b.submit(1, later()).await }
-        });
-        until("the worker took the first", || probe.seen() == [1]).await;
+        let first = keep_busy(&probe, &batcher).await;
         let soon = Instant::now() + Duration::from_millis(20);
         assert_eq!(batcher.submit(2, soon).await, Err(Refused::NotStarted));
         probe.permits.add_permits(2);
