@@ -1,10 +1,8 @@
-//! Holds, decided together: concurrent single-seat holds are gathered into one transaction,
-//! and each request still gets the answer it could get alone, sent only after the commit.
-//!
-//! Lock order, the same for every transaction that takes these locks: per-user advisory
-//! locks (sorted by key) first, then seat rows in seat order. A transaction waiting for a
-//! seat already holds all its user locks, and one waiting for a user lock holds no seats, so
-//! no cycle can form.
+//! Holds, decided together: concurrent single-seat holds are gathered into one call of
+//! `hold_seats` (migrations/0003), one round trip and one transaction, and each request still
+//! gets the answer it could get alone, sent only after the commit. The function keeps the one
+//! lock order: per-user advisory locks (sorted by key), then seat rows in seat order, then
+//! session rows.
 
 use std::time::Duration;
 
