@@ -3,8 +3,10 @@
 //! analyze: a new database on its first night, or the morning after an analyze that saw nothing
 //! held. An operation that scanned a table instead would get slower with every hold of the rush.
 //!
-//! The store runs on one connection, so each operation's reads, its foreign-key checks
-//! included, show in `pg_stat_user_tables` for that connection's backend.
+//! The store's pool has one connection, so each operation's reads, its foreign-key checks
+//! included, show in `pg_stat_user_tables` for that connection's backend. Holds are of two
+//! seats: a group is decided on a pool connection, while single-seat holds are batched on the
+//! hold workers' own connections, with the same `hold_seats` call.
 
 mod common;
 
@@ -78,7 +80,8 @@ async fn operations_read_only_their_rows(statistics: Statistics) {
     // Every operation, enough times for each statement to settle on a cached plan.
     for i in 0..8 {
         let user = user(&format!("early-{i}"));
-        every_operation(&store, &admin, &room, &format!("A{}", i * 5 + 1), &user).await;
+        let row = char::from(b'A' + i);
+        every_operation(&store, &admin, &room, row, &user).await;
     }
 
     if statistics != Statistics::AnalysedNothingHeld {
@@ -90,27 +93,28 @@ async fn operations_read_only_their_rows(statistics: Statistics) {
     // The same operations on the full tables, one at a time, counted.
     let room = store.movie("room-9").await.unwrap();
     let user = user("late");
-    let seat = |s: &str| room.seat(s).unwrap();
-    let hold = |s: &'static str| store.hold(&room, vec![seat(s)], &user);
-
-    let held = within(&store, &admin, "a hold", FEW, hold("Y1"))
-        .await
-        .unwrap();
-    within(
+    // Pairs of seats: a group is decided on a connection of the pool, the one counted here.
+    let pair = |first: u32| {
+        vec![
+            room.seat(&format!("Y{first}")).unwrap(),
+            room.seat(&format!("Y{}", first + 1)).unwrap(),
+        ]
+    };
+    let held = within(
         &store,
         &admin,
-        "a group hold",
+        "a hold",
         FEW,
-        store.hold(&room, vec![seat("Y2"), seat("Y3")], &user),
+        store.hold(&room, pair(1), &user),
     )
     .await
     .unwrap();
     let refused = within(
         &store,
         &admin,
-        "a hold on a taken seat",
+        "a hold on taken seats",
         FEW,
-        store.hold(&room, vec![seat("Y1")], &other()),
+        store.hold(&room, pair(1), &other()),
     )
     .await;
     assert!(
@@ -126,7 +130,7 @@ async fn operations_read_only_their_rows(statistics: Statistics) {
     )
     .await
     .unwrap();
-    let second = hold("Y4").await.unwrap();
+    let second = store.hold(&room, pair(3), &user).await.unwrap();
     within(
         &store,
         &admin,
@@ -136,14 +140,14 @@ async fn operations_read_only_their_rows(statistics: Statistics) {
     )
     .await
     .unwrap();
-    let lapsed = hold("Y5").await.unwrap();
+    let lapsed = store.hold(&room, pair(5), &user).await.unwrap();
     lapse(&admin, lapsed.session_id).await;
     within(
         &store,
         &admin,
-        "a takeover of a lapsed seat",
+        "a takeover of lapsed seats",
         FEW,
-        store.hold(&room, vec![seat("Y5")], &other()),
+        store.hold(&room, pair(5), &other()),
     )
     .await
     .unwrap();
@@ -167,34 +171,24 @@ async fn operations_read_only_their_rows(statistics: Statistics) {
 }
 
 /// Runs each operation once for `user` on `seat` of `room` (and the seat after it).
-async fn every_operation(store: &PgStore, admin: &PgPool, room: &Movie, seat: &str, user: &UserId) {
-    let seats = |n: usize| -> Vec<_> {
-        let (row, number) = seat.split_at(1);
-        let number: usize = number.parse().unwrap();
-        (0..n)
-            .map(|k| room.seat(&format!("{row}{}", number + k)).unwrap())
-            .collect()
+async fn every_operation(store: &PgStore, admin: &PgPool, room: &Movie, row: char, user: &UserId) {
+    let pair = |first: u32| {
+        vec![
+            room.seat(&format!("{row}{first}")).unwrap(),
+            room.seat(&format!("{row}{}", first + 1)).unwrap(),
+        ]
     };
-    let held = store.hold(room, seats(1), user).await.unwrap();
+    let held = store.hold(room, pair(1), user).await.unwrap();
     assert!(matches!(
-        store.hold(room, seats(1), &other()).await,
+        store.hold(room, pair(1), &other()).await,
         Err(StoreError::SeatTaken(_))
     ));
     store.confirm(held.session_id, user).await.unwrap();
-    let group = store
-        .hold(room, seats(3)[1..].to_vec(), user)
-        .await
-        .unwrap();
+    let group = store.hold(room, pair(3), user).await.unwrap();
     store.release(group.session_id, user).await.unwrap();
-    let lapsed = store
-        .hold(room, seats(4)[3..].to_vec(), user)
-        .await
-        .unwrap();
+    let lapsed = store.hold(room, pair(5), user).await.unwrap();
     lapse(admin, lapsed.session_id).await;
-    let taken_over = store
-        .hold(room, seats(4)[3..].to_vec(), &other())
-        .await
-        .unwrap();
+    let taken_over = store.hold(room, pair(5), &other()).await.unwrap();
     lapse(admin, taken_over.session_id).await;
     store.reap_expired(100).await.unwrap();
     store.seat_map(&room.id).await.unwrap();

@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use std::sync::{Arc, Mutex};
+
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -65,7 +67,11 @@ pub(super) struct Holds {
 
 impl Holds {
     pub fn start(pool: PgPool, policy: HoldPolicy, queue: HoldQueue, workers: usize) -> Self {
-        let decide = move |requests| decide(pool.clone(), policy, requests);
+        let connections = Connections {
+            pool,
+            spare: Arc::default(),
+        };
+        let decide = move |requests| decide(connections.clone(), policy, requests);
         Self {
             batcher: Batcher::start(workers, queue.capacity, MAX_BATCH, decide),
             start_within: queue.start_within,
@@ -100,12 +106,46 @@ impl Holds {
     }
 }
 
+/// The connections the hold workers decide on: their own, beside the pool, each taken back by
+/// the next batch (last used, first reused). The pool hands out its idle connections first
+/// in, first out, so each batch would land on another backend, cold; measured with wrk at one
+/// client, a hold then took half as long again (BENCHMARKS.md). Same settings as the pool's.
+#[derive(Clone)]
+struct Connections {
+    pool: PgPool,
+    spare: Arc<Mutex<Vec<PgConnection>>>,
+}
+
+impl Connections {
+    async fn take(&self) -> StoreResult<PgConnection> {
+        if let Some(conn) = self.spare.lock().expect("spare connections").pop() {
+            return Ok(conn);
+        }
+        let options = self.pool.connect_options();
+        let connect = PgConnection::connect_with(&options);
+        match tokio::time::timeout(self.pool.options().get_acquire_timeout(), connect).await {
+            Ok(conn) => conn.map_err(classify),
+            Err(_) => Err(classify(sqlx::Error::PoolTimedOut)),
+        }
+    }
+
+    /// Keeps `conn` for the next batch, unless what went wrong may have been the connection.
+    fn give_back<T>(&self, conn: PgConnection, outcome: &StoreResult<T>) {
+        if !matches!(
+            outcome,
+            Err(StoreError::Unavailable(_) | StoreError::OutcomeUnknown)
+        ) {
+            self.spare.lock().expect("spare connections").push(conn);
+        }
+    }
+}
+
 /// Runs rounds until every request has its answer. A batch that fails as a whole for a
 /// reason all its requests share (an outage) gives each the same answer; one that fails
 /// because of something in one request is decided again request by request, so that only
 /// that one fails.
 async fn decide(
-    pool: PgPool,
+    connections: Connections,
     policy: HoldPolicy,
     requests: Vec<Request>,
 ) -> Vec<StoreResult<Hold>> {
@@ -113,7 +153,15 @@ async fn decide(
     let mut open: Vec<usize> = (0..requests.len()).collect();
     while !open.is_empty() {
         let batch: Vec<&Request> = open.iter().map(|&i| &requests[i]).collect();
-        match round(&pool, policy, &batch).await {
+        let outcome = match connections.take().await {
+            Ok(mut conn) => {
+                let outcome = round(&mut conn, policy, &batch).await;
+                connections.give_back(conn, &outcome);
+                outcome
+            }
+            Err(error) => Err(error),
+        };
+        match outcome {
             Ok(decisions) => {
                 let mut again = Vec::new();
                 for (i, decision) in open.into_iter().zip(decisions) {
@@ -138,7 +186,8 @@ async fn decide(
                         "a batch of holds failed; deciding its requests one by one"
                     );
                     for &i in &open {
-                        answers[i] = Some(hold_alone(&pool, policy, &requests[i]).await);
+                        answers[i] =
+                            Some(hold_alone(&connections.pool, policy, &requests[i]).await);
                     }
                 }
                 break;
@@ -157,8 +206,9 @@ pub(super) async fn hold_alone(
     policy: HoldPolicy,
     request: &Request,
 ) -> StoreResult<Hold> {
+    let mut conn = pool.acquire().await.map_err(classify)?;
     loop {
-        let mut decisions = round(pool, policy, &[request]).await?;
+        let mut decisions = round(&mut conn, policy, &[request]).await?;
         if let Decision::Done(answer) = decisions.remove(0) {
             return answer;
         }
@@ -216,7 +266,7 @@ impl<'a> Batch<'a> {
 /// One call of `hold_seats`, one transaction, deciding `requests` (arrival order). Requests
 /// that may still succeed come back as `Again`.
 async fn round(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     policy: HoldPolicy,
     requests: &[&Request],
 ) -> StoreResult<Vec<Decision>> {
@@ -229,7 +279,7 @@ async fn round(
         .bind(&batch.users)
         .bind(policy.ttl.as_secs_f64())
         .bind(i32::try_from(policy.max_holds_per_user).unwrap_or(i32::MAX))
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(classify)?;
     if outcomes.len() != requests.len() {
