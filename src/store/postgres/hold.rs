@@ -129,14 +129,18 @@ impl Connections {
         }
     }
 
-    /// Keeps `conn` for the next batch, unless what went wrong may have been the connection.
-    fn give_back<T>(&self, conn: PgConnection, outcome: &StoreResult<T>) {
+    /// One round on one of these connections, kept for the next batch unless what went wrong
+    /// may have been the connection.
+    async fn round(&self, policy: HoldPolicy, batch: &[&Request]) -> StoreResult<Vec<Decision>> {
+        let mut conn = self.take().await?;
+        let outcome = round(&mut conn, policy, batch).await;
         if !matches!(
             outcome,
             Err(StoreError::Unavailable(_) | StoreError::OutcomeUnknown)
         ) {
             self.spare.lock().expect("spare connections").push(conn);
         }
+        outcome
     }
 }
 
@@ -153,15 +157,7 @@ async fn decide(
     let mut open: Vec<usize> = (0..requests.len()).collect();
     while !open.is_empty() {
         let batch: Vec<&Request> = open.iter().map(|&i| &requests[i]).collect();
-        let outcome = match connections.take().await {
-            Ok(mut conn) => {
-                let outcome = round(&mut conn, policy, &batch).await;
-                connections.give_back(conn, &outcome);
-                outcome
-            }
-            Err(error) => Err(error),
-        };
-        match outcome {
+        match connections.round(policy, &batch).await {
             Ok(decisions) => {
                 let mut again = Vec::new();
                 for (i, decision) in open.into_iter().zip(decisions) {
