@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use boxoffice::store::PgStore;
@@ -680,77 +679,6 @@ async fn a_read_that_runs_too_long_answers_503_timeout() {
     config.pool.acquire_timeout = Duration::from_secs(30);
     let response = seat_map_with_the_only_connection_taken(&db, config).await;
     assert_unavailable(response, "timeout").await;
-}
-
-#[tokio::test]
-async fn a_full_hold_queue_answers_503_overloaded_at_once() {
-    let db = TestDb::new().await;
-    let config = test_config();
-    let queue = boxoffice::store::postgres::HoldQueue {
-        capacity: 1,
-        ..config.hold_queue()
-    };
-    let store = PgStore::with_queue(db.pool(4).await, config.hold, queue);
-    let app = Arc::new(TestApp::spawn(store, config).await);
-    let blocker = block_seat_a1(&db).await;
-    // Holds for seat A1 until the queue is full: the worker waits for the seat with a batch
-    // of them, and the next one fills the queue.
-    let hold = |user: String| {
-        let app = app.clone();
-        tokio::spawn(async move {
-            app.client
-                .post(app.url("/movies/inception/seats/A1/hold"))
-                .json(&json!({ "user_id": user }))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
-    let ready = || async { app.client.get(app.url("/readyz")).send().await.unwrap() };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut waiting = Vec::new();
-    let response = loop {
-        let response = ready().await;
-        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
-            break response;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the queue never filled"
-        );
-        waiting.push(hold(format!("fan-{}", waiting.len())));
-        tokio::task::yield_now().await;
-    };
-    assert_unavailable(response, "overloaded").await;
-    let refused = app
-        .client
-        .post(app.url("/movies/inception/seats/A2/hold"))
-        .json(&json!({"user_id": "erin"}))
-        .send()
-        .await
-        .unwrap();
-    assert_unavailable(refused, "overloaded").await;
-    blocker.rollback().await.unwrap();
-    let mut statuses: Vec<StatusCode> = Vec::new();
-    for request in waiting {
-        statuses.push(request.await.unwrap());
-    }
-    // One got the seat once the blocker gave up; the others were refused it, or were refused
-    // a place in the full queue.
-    let won = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::CREATED)
-        .count();
-    assert_eq!(won, 1, "{statuses:?}");
-    assert!(
-        statuses.iter().all(|s| matches!(
-            *s,
-            StatusCode::CREATED | StatusCode::CONFLICT | StatusCode::SERVICE_UNAVAILABLE
-        )),
-        "{statuses:?}"
-    );
-    assert_eq!(ready().await.status(), StatusCode::OK);
 }
 
 #[tokio::test]

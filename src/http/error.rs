@@ -242,3 +242,44 @@ impl From<SessionIdError> for AppError {
         Self::InvalidSessionId
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store error as the client gets it: status, code and `Retry-After`.
+    fn answer(error: StoreError) -> (StatusCode, &'static str, Option<String>) {
+        let error = AppError::from(error);
+        let (status, code, _) = error.parts();
+        let response = error.into_response();
+        let retry = response.headers().get(header::RETRY_AFTER);
+        (status, code, retry.map(|v| v.to_str().unwrap().to_owned()))
+    }
+
+    #[test]
+    fn transient_store_errors_answer_503_with_what_happened_and_retry_after() {
+        let retry = Some("1".to_owned());
+        for (error, code) in [
+            (
+                StoreError::Unavailable(Unavailable::QueueFull),
+                "overloaded",
+            ),
+            (StoreError::Unavailable(Unavailable::NotStarted), "timeout"),
+            (
+                StoreError::Unavailable(Unavailable::Unreachable),
+                "service_unavailable",
+            ),
+            (
+                StoreError::Unavailable(Unavailable::WorkersDown),
+                "service_unavailable",
+            ),
+            (StoreError::OutcomeUnknown, "outcome_unknown"),
+        ] {
+            assert_eq!(
+                answer(error),
+                (StatusCode::SERVICE_UNAVAILABLE, code, retry.clone()),
+                "{code}"
+            );
+        }
+    }
+}
