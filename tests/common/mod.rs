@@ -1,16 +1,16 @@
 //! Test support: a fresh PostgreSQL database per test, and the real server on a free port.
 //!
-//! The database server is `DATABASE_URL` when set; otherwise a throwaway cluster is started
-//! from the local PostgreSQL binaries for this test process. If neither works, tests fail
-//! with a message saying how to provide one; they never skip.
+//! The database server is chosen once per test binary (`server`): `DATABASE_URL`, else a
+//! container, else a throwaway cluster. If none works, tests fail with a message saying how
+//! to provide one; they never skip.
 
 #![allow(dead_code)] // each test crate uses its own part of this module
 
+pub mod server;
+
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::Path;
 use std::time::Duration;
 
 use boxoffice::Config;
@@ -43,13 +43,9 @@ pub async fn wait_until_lapsed(server_time: DateTime<Utc>, expires_at: DateTime<
 // ---------------------------------------------------------------------------------------
 // PostgreSQL
 
-/// The server every test database lives on, as a URL without a database name.
+/// The server every test database lives on, as a URL naming its `postgres` database.
 fn server_url() -> &'static str {
-    static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => throwaway_cluster(),
-    })
+    &server::get().url
 }
 
 /// `url` with its database name replaced by `database`.
@@ -148,108 +144,9 @@ async fn admin_connection() -> PgConnection {
     PgConnection::connect(&url).await.unwrap_or_else(|error| {
         panic!(
             "cannot reach PostgreSQL at {url}: {error}\n\
-             Tests need PostgreSQL: set DATABASE_URL to a server where this user may create \
-             databases (e.g. postgres://postgres@127.0.0.1:5432/postgres), or install the \
-             PostgreSQL server binaries (initdb, pg_ctl) so a throwaway cluster can be started."
+             Tests need a PostgreSQL server where this user may create databases."
         )
     })
-}
-
-/// Starts a private PostgreSQL cluster for this test process and returns its URL. It is
-/// stopped when the process exits.
-fn throwaway_cluster() -> String {
-    let bin = postgres_bin_dir().unwrap_or_else(|| {
-        panic!(
-            "DATABASE_URL is not set and no PostgreSQL server binaries (initdb, pg_ctl) were \
-             found on PATH or under /usr/lib/postgresql. Set DATABASE_URL, or install \
-             PostgreSQL (Debian: apt-get install postgresql)."
-        )
-    });
-    let dir = tempfile::Builder::new()
-        .prefix("boxoffice-pg-")
-        .tempdir()
-        .expect("temp dir")
-        .keep();
-    let data = dir.join("data");
-    let port = free_port();
-    let as_root = unsafe { libc::geteuid() } == 0;
-    if as_root {
-        // initdb refuses to run as root: the cluster belongs to the postgres user.
-        run(Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&dir));
-    }
-    let pg = |tool: &str| pg_command(&bin, tool, as_root);
-    run(pg("initdb")
-        .args([
-            "--auth=trust",
-            "--username=postgres",
-            "--encoding=UTF8",
-            "-D",
-        ])
-        .arg(&data));
-    let options = format!(
-        "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=300",
-        dir.display()
-    );
-    run(pg("pg_ctl")
-        .args(["-w", "-D"])
-        .arg(&data)
-        .args(["-o", &options, "-l"])
-        .arg(dir.join("log"))
-        .arg("start"));
-    STOP_CLUSTER.set((bin, data, as_root)).ok();
-    unsafe { libc::atexit(stop_cluster) };
-    format!("postgres://postgres@127.0.0.1:{port}/postgres")
-}
-
-static STOP_CLUSTER: OnceLock<(PathBuf, PathBuf, bool)> = OnceLock::new();
-
-extern "C" fn stop_cluster() {
-    if let Some((bin, data, as_root)) = STOP_CLUSTER.get() {
-        let _ = pg_command(bin, "pg_ctl", *as_root)
-            .args(["-m", "immediate", "-D"])
-            .arg(data)
-            .arg("stop")
-            .output();
-    }
-}
-
-/// A PostgreSQL tool, run as the postgres user when we are root.
-fn pg_command(bin: &Path, tool: &str, as_root: bool) -> Command {
-    if as_root {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(bin.join(tool));
-        command
-    } else {
-        Command::new(bin.join(tool))
-    }
-}
-
-fn postgres_bin_dir() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
-    });
-    on_path.or_else(|| {
-        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
-            .filter(|bin| bin.join("initdb").is_file())
-            .collect();
-        versions.sort();
-        versions.pop()
-    })
-}
-
-fn run(command: &mut Command) {
-    let output = command.output().expect("run a PostgreSQL tool");
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 pub fn free_port() -> u16 {
