@@ -112,10 +112,20 @@ fn an_engine_without_the_image_falls_back_to_a_cluster_naming_the_image_script()
 }
 
 #[test]
-fn without_an_engine_a_throwaway_cluster_is_started() {
+fn without_an_engine_a_throwaway_cluster_is_started_and_removed_at_exit() {
     let child = probe(&[("DOCKER_HOST", &closed_port())]);
     assert_probe(&child, Source::Cluster);
-    assert!(stderr(&child).contains("no Docker engine answered"));
+    let said = stderr(&child);
+    assert!(said.contains("no Docker engine answered"), "{said}");
+    let dir = said
+        .split("a throwaway cluster in ")
+        .nth(1)
+        .and_then(|rest| rest.split(": ").next())
+        .unwrap_or_else(|| panic!("the cluster's directory is not named:\n{said}"));
+    assert!(
+        !std::path::Path::new(dir).exists(),
+        "the cluster's directory {dir} is still there"
+    );
 }
 
 #[test]

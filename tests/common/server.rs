@@ -52,6 +52,8 @@ pub struct Server {
     pub source: Source,
     /// The server's URL, naming its `postgres` database.
     pub url: String,
+    /// A throwaway cluster's directory, removed when the process exits.
+    pub cluster_dir: Option<PathBuf>,
 }
 
 /// The server, chosen and started on first use.
@@ -59,13 +61,15 @@ pub fn get() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
         let server = choose();
+        let from = match (server.source, &server.cluster_dir) {
+            (Source::DatabaseUrl, _) => "DATABASE_URL".to_owned(),
+            (Source::Container, _) => "a container".to_owned(),
+            (Source::Cluster, dir) => {
+                format!("a throwaway cluster in {}", dir.as_ref().unwrap().display())
+            }
+        };
         say(&format!(
-            "tests use PostgreSQL from {}: {}",
-            match server.source {
-                Source::DatabaseUrl => "DATABASE_URL",
-                Source::Container => "a container",
-                Source::Cluster => "a throwaway cluster",
-            },
+            "tests use PostgreSQL from {from}: {}",
             without_password(&server.url)
         ));
         server
@@ -77,6 +81,7 @@ fn choose() -> Server {
         return Server {
             source: Source::DatabaseUrl,
             url,
+            cluster_dir: None,
         };
     }
     let insist = setting("TEST_POSTGRES");
@@ -119,13 +124,16 @@ fn container_server(url: String) -> Server {
     Server {
         source: Source::Container,
         url,
+        cluster_dir: None,
     }
 }
 
 fn cluster_server() -> Server {
+    let (url, dir) = throwaway_cluster();
     Server {
         source: Source::Cluster,
-        url: throwaway_cluster(),
+        url,
+        cluster_dir: Some(dir),
     }
 }
 
@@ -239,9 +247,9 @@ extern "C" fn remove_container() {
 // ---------------------------------------------------------------------------------------
 // A throwaway cluster
 
-/// Starts a private PostgreSQL cluster for this test process and returns its URL. It is
-/// stopped when the process exits.
-fn throwaway_cluster() -> String {
+/// Starts a private PostgreSQL cluster for this test process and returns its URL and
+/// directory. It is stopped and its directory removed when the process exits.
+fn throwaway_cluster() -> (String, PathBuf) {
     let bin = postgres_bin_dir().unwrap_or_else(|places| {
         panic!(
             "Tests need PostgreSQL, and none was found: DATABASE_URL is not set, no Docker \
@@ -292,20 +300,26 @@ fn throwaway_cluster() -> String {
         .args(["-o", &options, "-l"])
         .arg(dir.join("log"))
         .arg("start"));
-    STOP_CLUSTER.set((bin, data, as_root)).ok();
+    STOP_CLUSTER.set((bin, dir.clone(), as_root)).ok();
     unsafe { libc::atexit(stop_cluster) };
-    format!("postgres://postgres@127.0.0.1:{port}/postgres")
+    (
+        format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        dir,
+    )
 }
 
 static STOP_CLUSTER: OnceLock<(PathBuf, PathBuf, bool)> = OnceLock::new();
 
 extern "C" fn stop_cluster() {
-    if let Some((bin, data, as_root)) = STOP_CLUSTER.get() {
-        let _ = pg_command(bin, "pg_ctl", *as_root)
+    if let Some((bin, dir, as_root)) = STOP_CLUSTER.get() {
+        let stopped = pg_command(bin, "pg_ctl", *as_root)
             .args(["-m", "immediate", "-D"])
-            .arg(data)
+            .arg(dir.join("data"))
             .arg("stop")
             .output();
+        if stopped.is_ok_and(|output| output.status.success()) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
