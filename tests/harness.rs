@@ -173,6 +173,17 @@ fn insisting_on_a_container_fails_rather_than_falling_back() {
     );
 }
 
+#[test]
+fn insisting_on_a_cluster_asks_no_engine() {
+    let engine = FakeEngine::start(Images::Present);
+    let child = probe(&[
+        ("DOCKER_HOST", &engine.docker_host()),
+        ("TEST_POSTGRES", "cluster"),
+    ]);
+    assert_probe(&child, Source::Cluster);
+    assert_eq!(engine.connections(), 0, "the engine was asked");
+}
+
 // ---------------------------------------------------------------------------------------
 // The child
 

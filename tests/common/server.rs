@@ -19,6 +19,7 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 use testcontainers_modules::postgres::Postgres;
+use testcontainers_modules::testcontainers::bollard::errors::Error as BollardError;
 use testcontainers_modules::testcontainers::core::error::ClientError;
 use testcontainers_modules::testcontainers::runners::SyncRunner;
 use testcontainers_modules::testcontainers::{Container, ImageExt, TestcontainersError};
@@ -78,25 +79,11 @@ pub fn get() -> &'static Server {
 
 fn choose() -> Server {
     if let Some(url) = setting("DATABASE_URL") {
-        return Server {
-            source: Source::DatabaseUrl,
-            url,
-            cluster_dir: None,
-        };
+        return Server::new(Source::DatabaseUrl, url, None);
     }
     let insist = setting("TEST_POSTGRES");
     match insist.as_deref() {
-        None | Some("auto") => {}
-        Some("container") => {
-            let image = image();
-            return match container(&image) {
-                Ok(url) => container_server(url),
-                Err(why) => panic!(
-                    "TEST_POSTGRES=container, but no container of {image} could be started: \
-                     {why}"
-                ),
-            };
-        }
+        None | Some("auto" | "container") => {}
         Some("cluster") => return cluster_server(),
         Some(other) => {
             panic!("TEST_POSTGRES is {other:?}; it takes auto (the default), container or cluster")
@@ -104,7 +91,10 @@ fn choose() -> Server {
     }
     let image = image();
     match container(&image) {
-        Ok(url) => return container_server(url),
+        Ok(url) => return Server::new(Source::Container, url, None),
+        Err(why) if insist.is_some_and(|insist| insist == "container") => {
+            panic!("TEST_POSTGRES=container, but no container of {image} could be started: {why}")
+        }
         Err(NoContainer::NoEngine(why)) => say(&format!(
             "no Docker engine answered ({why}); trying local binaries"
         )),
@@ -120,20 +110,18 @@ fn choose() -> Server {
     cluster_server()
 }
 
-fn container_server(url: String) -> Server {
-    Server {
-        source: Source::Container,
-        url,
-        cluster_dir: None,
-    }
-}
-
 fn cluster_server() -> Server {
     let (url, dir) = throwaway_cluster();
-    Server {
-        source: Source::Cluster,
-        url,
-        cluster_dir: Some(dir),
+    Server::new(Source::Cluster, url, Some(dir))
+}
+
+impl Server {
+    fn new(source: Source, url: String, cluster_dir: Option<PathBuf>) -> Self {
+        Self {
+            source,
+            url,
+            cluster_dir,
+        }
     }
 }
 
@@ -228,10 +216,7 @@ fn classify(error: TestcontainersError) -> NoContainer {
             NoContainer::NoEngine(err.to_string())
         }
         TestcontainersError::Client(ClientError::CreateContainer(err))
-            if !matches!(
-                err,
-                testcontainers_modules::testcontainers::bollard::errors::Error::DockerResponseServerError { .. }
-            ) =>
+            if !matches!(err, BollardError::DockerResponseServerError { .. }) =>
         {
             NoContainer::NoEngine(err.to_string())
         }
