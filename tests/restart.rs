@@ -23,12 +23,10 @@ impl Server {
     /// Starts the binary on a free port and waits until it logs that it is listening.
     async fn start(database_url: Option<&str>) -> Self {
         let port = common::free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+        let mut command = common::server_binary();
         command
-            .env_clear()
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "info")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdout(Stdio::piped());
         if let Some(url) = database_url {
             command.env("DATABASE_URL", url);
@@ -154,9 +152,8 @@ async fn without_a_database_url_the_server_runs_in_memory() {
 }
 
 fn run_binary(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+    common::server_binary()
         .args(args)
-        .env_clear()
         // Were it to start serving, it would fail to bind this rather than run on.
         .env("BIND_ADDR", "256.0.0.1:1")
         .output()

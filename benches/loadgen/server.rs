@@ -1,7 +1,7 @@
 //! The release server under test, as a process of its own.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -17,15 +17,13 @@ pub struct Server {
 impl Server {
     pub fn start(db: &TestDb, pool: u32) -> Self {
         let port = common::free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
-            .env_clear()
+        let mut child = common::server_binary()
             .env("DATABASE_URL", &db.url)
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("HOLD_TTL_SECS", TTL.as_secs().to_string())
             .env("DB_MAX_CONNECTIONS", pool.to_string())
             .env("MAX_HOLDS_PER_USER", "8")
             .env("RUST_LOG", "warn,boxoffice=info")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the release server");

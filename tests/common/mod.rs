@@ -149,6 +149,21 @@ async fn admin_connection() -> PgConnection {
     })
 }
 
+/// The server binary with none of this process's environment, run outside the checkout: the
+/// binary reads a `.env` from its working directory or above, and a developer's own (as the
+/// README suggests for running the server) must not change the tests' servers.
+pub fn server_binary() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+    command
+        .env_clear()
+        .env(
+            "STATIC_DIR",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("static"),
+        )
+        .current_dir(std::env::temp_dir());
+    command
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
