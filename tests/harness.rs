@@ -22,6 +22,8 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 const PROBE: &str = "the_chosen_server_answers_with_the_suites_settings";
+/// Set in the probe's environment when it runs as a child of a case below.
+const CHILD: &str = "HARNESS_PROBE_CHILD";
 
 /// Run as a child by the cases below, and on its own as part of the suite: the server the
 /// harness chose answers, and has the settings the suite needs (unless it is the user's own).
@@ -40,7 +42,8 @@ async fn the_chosen_server_answers_with_the_suites_settings() {
         "probe: source={} max_connections={max_connections}",
         server.source.name()
     );
-    if server.source != Source::DatabaseUrl {
+    // A child's parent judges what it printed: its "container" may forward to any server.
+    if std::env::var_os(CHILD).is_none() && server.source != Source::DatabaseUrl {
         assert_eq!(max_connections, "300");
     }
 }
@@ -203,7 +206,7 @@ fn probe(settings: &[(&str, &str)]) -> Output {
     ] {
         command.env_remove(name);
     }
-    command.envs(settings.iter().copied());
+    command.env(CHILD, "1").envs(settings.iter().copied());
     command.output().expect("run the probe")
 }
 
@@ -214,8 +217,13 @@ fn assert_probe(child: &Output, source: Source) {
         "the probe failed:\n{printed}\n{}",
         stderr(child)
     );
+    let expected = match source {
+        // A cluster is the harness's own: it has the suite's settings.
+        Source::Cluster => format!("probe: source={} max_connections=300", source.name()),
+        _ => format!("probe: source={} ", source.name()),
+    };
     assert!(
-        printed.contains(&format!("probe: source={} ", source.name())),
+        printed.contains(&expected),
         "the probe did not use the {} server:\n{printed}\n{}",
         source.name(),
         stderr(child)
