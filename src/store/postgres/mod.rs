@@ -35,6 +35,10 @@ mod statements {
 
     /// Deletes up to `$1` expired holds; returns how many went.
     pub const REAP_EXPIRED: &str = "select reap_expired($1)";
+
+    /// The side writes of a change (`$1`) to seats (`$2` movies, `$3` seats, `$4` sessions,
+    /// `$5` users), with the sessions' own deadlines.
+    pub const RECORD_SEAT_CHANGES: &str = "select record_seat_changes($1, $2, $3, $4, $5, null)";
 }
 
 /// How the connection pool is set up.
@@ -160,6 +164,41 @@ impl PgStore {
     }
 }
 
+/// What a confirm or release did to a locked session's seats.
+#[derive(Clone, Copy)]
+enum Change {
+    Confirmed,
+    Released,
+}
+
+impl LockedSession {
+    /// Writes what the change needs beside it (the ledger rows), in its transaction, through
+    /// `record_seat_changes`, where every change's side writes go.
+    async fn record(
+        &self,
+        conn: &mut PgConnection,
+        change: Change,
+        session: SessionId,
+        user: &UserId,
+    ) -> StoreResult<()> {
+        let kind = match change {
+            Change::Confirmed => "confirmed",
+            Change::Released => "released",
+        };
+        let n = self.seats.len();
+        sqlx::query(statements::RECORD_SEAT_CHANGES)
+            .bind(kind)
+            .bind(vec![self.movie_id.as_str(); n])
+            .bind(self.seats.iter().map(SeatId::as_str).collect::<Vec<_>>())
+            .bind(vec![session.0; n])
+            .bind(vec![user.as_str(); n])
+            .execute(conn)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
+
 /// A session locked by `PgStore::lock_session`.
 struct LockedSession {
     movie_id: String,
@@ -269,6 +308,9 @@ impl SeatStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
+            found
+                .record(&mut tx, Change::Confirmed, session, user)
+                .await?;
             tx.commit().await.map_err(classify)?;
             tracing::debug!(%session, seats = ?found.seats, "confirmed");
         }
@@ -292,6 +334,9 @@ impl SeatStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
+            found
+                .record(&mut tx, Change::Released, session, user)
+                .await?;
             tx.commit().await.map_err(classify)?;
             tracing::debug!(%session, seats = ?found.seats, "released");
         }
