@@ -36,9 +36,22 @@ mod statements {
     /// Deletes up to `$1` expired holds; returns how many went.
     pub const REAP_EXPIRED: &str = "select reap_expired($1)";
 
-    /// The side writes of a change (`$1`) to seats (`$2` movies, `$3` seats, `$4` sessions,
-    /// `$5` users), with the sessions' own deadlines.
-    pub const RECORD_SEAT_CHANGES: &str = "select record_seat_changes($1, $2, $3, $4, $5, null)";
+    /// Confirms session `$1` and records it for its seats (`$2` movies, `$3` seats, `$4`
+    /// sessions, `$5` users), in one statement: what the ledger reads of the session (its seat
+    /// count and deadline) is the same before and after the update.
+    pub const CONFIRM: &str = "with seats as (
+             update seat_holds
+             set status = 'confirmed', expires_at = null, confirmed_at = now()
+             where session_id = $1),
+         session as (
+             update hold_sessions set status = 'confirmed', confirmed_at = now() where id = $1)
+         select record_seat_changes('confirmed', $2, $3, $4, $5, null)";
+
+    /// Releases session `$1` and records it, as `CONFIRM` does.
+    pub const RELEASE: &str = "with seats as (delete from seat_holds where session_id = $1),
+         session as (
+             update hold_sessions set status = 'released', ended_at = now() where id = $1)
+         select record_seat_changes('released', $2, $3, $4, $5, null)";
 }
 
 /// How the connection pool is set up.
@@ -164,30 +177,19 @@ impl PgStore {
     }
 }
 
-/// What a confirm or release did to a locked session's seats.
-#[derive(Clone, Copy)]
-enum Change {
-    Confirmed,
-    Released,
-}
-
 impl LockedSession {
-    /// Writes what the change needs beside it (the ledger rows), in its transaction, through
-    /// `record_seat_changes`, where every change's side writes go.
-    async fn record(
+    /// Applies `statement` (`CONFIRM` or `RELEASE`) to this session's rows, with its side
+    /// writes (the ledger rows, through `record_seat_changes`, where every change's go).
+    async fn apply(
         &self,
         conn: &mut PgConnection,
-        change: Change,
+        statement: &'static str,
         session: SessionId,
         user: &UserId,
     ) -> StoreResult<()> {
-        let kind = match change {
-            Change::Confirmed => "confirmed",
-            Change::Released => "released",
-        };
         let n = self.seats.len();
-        sqlx::query(statements::RECORD_SEAT_CHANGES)
-            .bind(kind)
+        sqlx::query(statement)
+            .bind(session.0)
             .bind(vec![self.movie_id.as_str(); n])
             .bind(self.seats.iter().map(SeatId::as_str).collect::<Vec<_>>())
             .bind(vec![session.0; n])
@@ -297,19 +299,8 @@ impl SeatStore for PgStore {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let found = Self::lock_session(&mut tx, session, user).await?;
         if found.status.confirm(found.lapsed)? == Verdict::Apply {
-            sqlx::query(
-                "with seats as (
-                     update seat_holds
-                     set status = 'confirmed', expires_at = null, confirmed_at = now()
-                     where session_id = $1)
-                 update hold_sessions set status = 'confirmed', confirmed_at = now() where id = $1",
-            )
-            .bind(session.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
             found
-                .record(&mut tx, Change::Confirmed, session, user)
+                .apply(&mut tx, statements::CONFIRM, session, user)
                 .await?;
             tx.commit().await.map_err(classify)?;
             tracing::debug!(%session, seats = ?found.seats, "confirmed");
@@ -326,16 +317,8 @@ impl SeatStore for PgStore {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let found = Self::lock_session(&mut tx, session, user).await?;
         if found.status.release(found.lapsed)? == Verdict::Apply {
-            sqlx::query(
-                "with seats as (delete from seat_holds where session_id = $1)
-                 update hold_sessions set status = 'released', ended_at = now() where id = $1",
-            )
-            .bind(session.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
             found
-                .record(&mut tx, Change::Released, session, user)
+                .apply(&mut tx, statements::RELEASE, session, user)
                 .await?;
             tx.commit().await.map_err(classify)?;
             tracing::debug!(%session, seats = ?found.seats, "released");
