@@ -22,7 +22,14 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Most single-seat holds waiting for a worker.
     pub hold_queue_limit: usize,
+    /// The time zone report days are cut in, written to the database at start-up.
+    pub report_time_zone: String,
+    /// The bearer token of `GET /reports/{name}`; `None`: the route is off.
+    pub reports_token: Option<String>,
 }
+
+/// The shortest `REPORTS_TOKEN` accepted: a short one could be guessed.
+const MIN_REPORTS_TOKEN_LEN: usize = 16;
 
 /// Time kept, beyond the database's own deadlines, for the answer to reach the client.
 const ANSWER_MARGIN: Duration = Duration::from_secs(1);
@@ -55,6 +62,8 @@ impl Default for Config {
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 16 * 1024,
             hold_queue_limit: 4096,
+            report_time_zone: "UTC".into(),
+            reports_token: None,
         }
     }
 }
@@ -95,7 +104,22 @@ impl Config {
             request_timeout: seconds(&get, "REQUEST_TIMEOUT_SECS", d.request_timeout)?,
             max_body_bytes: positive(&get, "MAX_BODY_BYTES", d.max_body_bytes)?,
             hold_queue_limit: positive(&get, "HOLD_QUEUE_LIMIT", d.hold_queue_limit)?,
+            report_time_zone: get("REPORT_TIME_ZONE")
+                .map_or(d.report_time_zone, |tz| tz.trim().to_owned()),
+            reports_token: get("REPORTS_TOKEN"),
         };
+        if let Some(token) = &config.reports_token
+            && token.len() < MIN_REPORTS_TOKEN_LEN
+        {
+            return Err(ConfigError {
+                name: "REPORTS_TOKEN",
+                value: "(hidden)".into(),
+                reason: format!(
+                    "must be at least {MIN_REPORTS_TOKEN_LEN} characters, or empty to turn \
+                     the reports route off"
+                ),
+            });
+        }
         if config.hold_queue().start_within.is_zero() {
             return Err(ConfigError {
                 name: "REQUEST_TIMEOUT_SECS",
@@ -195,6 +219,8 @@ mod tests {
         assert_eq!(config.hold.max_holds_per_user, 8);
         assert_eq!(config.hold_queue().capacity, 4096);
         assert_eq!(config.hold_queue().start_within, Duration::from_secs(2));
+        assert_eq!(config.report_time_zone, "UTC");
+        assert_eq!(config.reports_token, None);
     }
 
     #[test]
@@ -205,6 +231,8 @@ mod tests {
             ("HOLD_TTL_SECS", "0.5"),
             ("MAX_HOLDS_PER_USER", "3"),
             ("DB_MAX_CONNECTIONS", "32"),
+            ("REPORT_TIME_ZONE", "Europe/Paris"),
+            ("REPORTS_TOKEN", "0123456789abcdef"),
         ])
         .unwrap();
         assert_eq!(config.database_url.as_deref(), Some("postgres://x/y"));
@@ -212,6 +240,8 @@ mod tests {
         assert_eq!(config.hold.ttl, Duration::from_millis(500));
         assert_eq!(config.hold.max_holds_per_user, 3);
         assert_eq!(config.pool.max_connections, 32);
+        assert_eq!(config.report_time_zone, "Europe/Paris");
+        assert_eq!(config.reports_token.as_deref(), Some("0123456789abcdef"));
     }
 
     #[test]
@@ -225,6 +255,7 @@ mod tests {
             ("HOLD_QUEUE_LIMIT", "0"),
             // Shorter than the database's deadlines (2 s + 5 s) and the answer's margin.
             ("REQUEST_TIMEOUT_SECS", "8"),
+            ("REPORTS_TOKEN", "short"),
         ] {
             let err = from(&[(name, value)]).unwrap_err().to_string();
             assert!(err.starts_with(name), "{err}");

@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod reaper;
+pub mod reports;
 pub mod store;
 pub mod telemetry;
 
@@ -24,6 +25,7 @@ pub async fn run(config: Config) -> Result<(), BoxError> {
         Some(url) => {
             let store =
                 PgStore::connect(url, &config.pool, config.hold, config.hold_queue()).await?;
+            store.set_report_time_zone(&config.report_time_zone).await?;
             tracing::info!("using PostgreSQL; migrations are up to date");
             serve(listener, store, &config, shutdown_signal()).await?;
         }

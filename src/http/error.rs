@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::domain::{SeatId, SeatIdError, SessionIdError, UserIdError};
+use crate::reports::Report;
 use crate::store::{StoreError, Unavailable};
 
 /// Seconds a client should wait before retrying a 503.
@@ -14,6 +15,7 @@ const RETRY_AFTER_SECS: &str = "1";
 #[derive(Debug, Clone)]
 pub enum AppError {
     MalformedJson(String),
+    InvalidQuery(String),
     InvalidBody(String),
     UnsupportedMediaType,
     BodyTooLarge,
@@ -40,6 +42,9 @@ pub enum AppError {
     Timeout,
     /// A change ran out of time or lost contact while under way: it may have taken effect.
     OutcomeUnknown,
+    Unauthorized,
+    ReportNotFound,
+    ReportsNeedPostgres,
     Internal,
     /// A framework response with no body of ours; keeps its status.
     Other(StatusCode),
@@ -51,6 +56,7 @@ impl AppError {
         use StatusCode as S;
         match self {
             MalformedJson(detail) => (S::BAD_REQUEST, "malformed_json", detail.clone()),
+            InvalidQuery(detail) => (S::BAD_REQUEST, "invalid_query", detail.clone()),
             InvalidBody(detail) => (S::UNPROCESSABLE_ENTITY, "invalid_body", detail.clone()),
             UnsupportedMediaType => (
                 S::UNSUPPORTED_MEDIA_TYPE,
@@ -135,6 +141,24 @@ impl AppError {
                 "outcome_unknown",
                 "the request may or may not have taken effect: check before retrying".into(),
             ),
+            Unauthorized => (
+                S::UNAUTHORIZED,
+                "unauthorized",
+                "send the reports token as Authorization: Bearer <token>".into(),
+            ),
+            ReportNotFound => (
+                S::NOT_FOUND,
+                "report_not_found",
+                format!(
+                    "no such report; there are: {}",
+                    Report::ALL.map(Report::name).join(", ")
+                ),
+            ),
+            ReportsNeedPostgres => (
+                S::NOT_IMPLEMENTED,
+                "reports_need_postgres",
+                "reports need the PostgreSQL store: this server runs without DATABASE_URL".into(),
+            ),
             Internal => (
                 S::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -175,6 +199,12 @@ impl IntoResponse for AppError {
             body["seats"] = json!(seats);
         }
         let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"reports\""),
+            );
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -202,6 +232,11 @@ impl From<StoreError> for AppError {
             StoreError::Unavailable(Unavailable::NotStarted) => Self::Timeout,
             StoreError::Unavailable(_) => Self::Unavailable,
             StoreError::OutcomeUnknown => Self::OutcomeUnknown,
+            StoreError::ReportsNeedPostgres => Self::ReportsNeedPostgres,
+            error @ (StoreError::NoReportViews | StoreError::InvalidTimeZone(_)) => {
+                tracing::error!(%error, "reports are misconfigured");
+                Self::Internal
+            }
             StoreError::Database(source) => {
                 tracing::error!(error = &source as &dyn std::error::Error, "database error");
                 Self::Internal

@@ -21,6 +21,7 @@ use crate::telemetry;
 pub mod error;
 mod health;
 mod movies;
+mod reports;
 mod seat_maps;
 mod sessions;
 
@@ -31,6 +32,8 @@ use seat_maps::SeatMaps;
 pub struct AppState<S> {
     pub store: S,
     pub seat_maps: Arc<SeatMaps>,
+    /// `REPORTS_TOKEN`; `None`: the reports route is off.
+    pub reports_token: Option<Arc<str>>,
 }
 
 /// A JSON request body whose rejections answer as `AppError`s.
@@ -69,6 +72,7 @@ pub fn app<S: SeatStore>(store: S, config: &Config) -> Router {
             "/sessions/{session_id}",
             axum::routing::delete(sessions::release::<S>),
         )
+        .route("/reports/{name}", get(reports::report::<S>))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready::<S>))
         .route("/metrics", get(health::metrics::<S>))
@@ -77,6 +81,7 @@ pub fn app<S: SeatStore>(store: S, config: &Config) -> Router {
         .with_state(AppState {
             store,
             seat_maps: Arc::default(),
+            reports_token: config.reports_token.as_deref().map(Arc::from),
         })
         .layer(
             ServiceBuilder::new()

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::{HoldPolicy, SeatStore, SessionStatus, StoreError, StoreResult, Verdict, lock_order};
 use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, TakenSeat, UserId, seed_movies};
+use crate::reports::{Report, Rows};
 
 #[derive(Clone)]
 pub struct MemoryStore {
@@ -254,6 +255,10 @@ impl SeatStore for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn report(&self, _: Report, _: Option<&str>) -> StoreResult<Rows> {
+        Err(StoreError::ReportsNeedPostgres)
     }
 
     async fn reap_expired(&self, batch: u32) -> StoreResult<u64> {

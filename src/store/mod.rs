@@ -4,6 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
+use crate::reports::{Report, Rows};
 
 pub mod batcher;
 pub mod memory;
@@ -43,6 +44,13 @@ pub enum StoreError {
     AlreadyConfirmed,
     #[error("hold limit of {limit} seats reached")]
     LimitReached { limit: u32 },
+    /// Reports read views only the PostgreSQL store has.
+    #[error("reports need PostgreSQL: set DATABASE_URL")]
+    ReportsNeedPostgres,
+    #[error("the database has no report views: start the server on it once to migrate it")]
+    NoReportViews,
+    #[error("REPORT_TIME_ZONE is not valid: {0}")]
+    InvalidTimeZone(String),
     /// Transient, and nothing was done: retry later.
     #[error("unavailable: {0}")]
     Unavailable(Unavailable),
@@ -186,6 +194,13 @@ pub trait SeatStore: Clone + Send + Sync + 'static {
     /// Deletes up to `batch` expired holds; returns how many went. Garbage collection only:
     /// no answer of the store depends on it having run.
     fn reap_expired(&self, batch: u32) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// A report's rows, of one movie or all; `ReportsNeedPostgres` from the memory store.
+    fn report(
+        &self,
+        report: Report,
+        movie: Option<&str>,
+    ) -> impl Future<Output = StoreResult<Rows>> + Send;
 
     /// Whether the backing storage answers.
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;

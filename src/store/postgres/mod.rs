@@ -14,8 +14,10 @@ use super::{
     HoldPolicy, SeatStore, SessionStatus, StoreError, StoreResult, Unavailable, Verdict, lock_order,
 };
 use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
+use crate::reports::{Report, Rows};
 
 mod hold;
+pub mod reports;
 
 pub use hold::HoldQueue;
 
@@ -84,24 +86,21 @@ struct SessionRow {
 }
 
 impl PgStore {
-    /// Connects lazily (the first request opens the first connection) and runs migrations.
+    /// Connects lazily (`lazy_pool`) and runs migrations.
     pub async fn connect(
         url: &str,
         pool: &PoolSettings,
         policy: HoldPolicy,
         queue: HoldQueue,
     ) -> StoreResult<Self> {
-        let options: PgConnectOptions = url.parse().map_err(StoreError::Database)?;
-        let statement_timeout = pool.statement_timeout.as_millis().to_string();
-        let options = session_options(options.application_name("boxoffice"))
-            .options([("statement_timeout", statement_timeout.as_str())]);
-        let pool = PgPoolOptions::new()
-            .max_connections(pool.max_connections)
-            .acquire_timeout(pool.acquire_timeout)
-            .connect_lazy_with(options);
-        let store = Self::with_queue(pool, policy, queue);
+        let store = Self::with_queue(lazy_pool(url, pool)?, policy, queue);
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Sets the time zone the report views cut days in (`REPORT_TIME_ZONE`).
+    pub async fn set_report_time_zone(&self, time_zone: &str) -> StoreResult<()> {
+        reports::set_time_zone(&self.pool, time_zone).await
     }
 
     /// Wraps a pool whose database is already migrated. Starts the hold batcher's workers,
@@ -208,6 +207,22 @@ struct LockedSession {
     lapsed: bool,
     /// Its live seats, in seat order.
     seats: Vec<SeatId>,
+}
+
+/// How the store connects to `url`: its session settings and statement timeout.
+pub fn connect_options(url: &str, settings: &PoolSettings) -> StoreResult<PgConnectOptions> {
+    let options: PgConnectOptions = url.parse().map_err(StoreError::Database)?;
+    let statement_timeout = settings.statement_timeout.as_millis().to_string();
+    Ok(session_options(options.application_name("boxoffice"))
+        .options([("statement_timeout", statement_timeout.as_str())]))
+}
+
+/// A pool for `url` that connects lazily: the first query opens the first connection.
+fn lazy_pool(url: &str, settings: &PoolSettings) -> StoreResult<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_lazy_with(connect_options(url, settings)?))
 }
 
 /// The settings every connection of the store runs with.
@@ -326,6 +341,11 @@ impl SeatStore for PgStore {
         Ok(())
     }
 
+    async fn report(&self, report: Report, movie: Option<&str>) -> StoreResult<Rows> {
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        reports::fetch(&mut conn, report, movie).await
+    }
+
     async fn reap_expired(&self, batch: u32) -> StoreResult<u64> {
         let reaped: i32 = sqlx::query_scalar(statements::REAP_EXPIRED)
             .bind(i32::try_from(batch).unwrap_or(i32::MAX))
@@ -354,7 +374,7 @@ impl SeatStore for PgStore {
 
 /// Sorts a database error into "try again later" (503) and "bug" (500). A transient one is
 /// logged here, once, however many requests it answers.
-fn classify(error: sqlx::Error) -> StoreError {
+pub(crate) fn classify(error: sqlx::Error) -> StoreError {
     use Unavailable::*;
     let why = match &error {
         sqlx::Error::PoolTimedOut => Some(PoolExhausted),

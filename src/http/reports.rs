@@ -1,0 +1,85 @@
+//! `GET /reports/{name}`: a report as JSON, for a bearer of `REPORTS_TOKEN`.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use subtle::ConstantTimeEq;
+
+use super::{AppError, AppState};
+use crate::reports::Report;
+use crate::store::SeatStore;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    movie: Option<String>,
+}
+
+/// The token is checked before anything else, so a caller without it learns nothing, not
+/// even which reports exist.
+pub async fn report<S: SeatStore>(
+    State(app): State<AppState<S>>,
+    Path(name): Path<String>,
+    query: Result<Query<ReportQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Vec<Map<String, Value>>>, AppError> {
+    let expected = app
+        .reports_token
+        .as_deref()
+        .ok_or(AppError::RouteNotFound)?;
+    if !bearer_matches(&headers, expected) {
+        return Err(AppError::Unauthorized);
+    }
+    let Query(query) = query.map_err(|e| AppError::InvalidQuery(e.body_text()))?;
+    let report = Report::parse(&name).ok_or(AppError::ReportNotFound)?;
+    let rows = app.store.report(report, query.movie.as_deref()).await?;
+    Ok(axum::Json(rows.rows))
+}
+
+/// Whether the request carries `Authorization: Bearer <expected>`, compared in constant time
+/// (only the length can show).
+fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return false;
+    };
+    let Some(token) = value
+        .as_bytes()
+        .strip_prefix(b"Bearer ")
+        .or_else(|| value.as_bytes().strip_prefix(b"bearer "))
+    else {
+        return false;
+    };
+    token.ct_eq(expected.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with(value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_matches() {
+        let token = "0123456789abcdef";
+        assert!(bearer_matches(&with("Bearer 0123456789abcdef"), token));
+        assert!(bearer_matches(&with("bearer 0123456789abcdef"), token));
+        assert!(!bearer_matches(&HeaderMap::new(), token));
+        for wrong in [
+            "Bearer 0123456789abcdeF",
+            "Bearer 0123456789abcde",
+            "Bearer 0123456789abcdef ",
+            "Basic 0123456789abcdef",
+            "0123456789abcdef",
+            "Bearer",
+        ] {
+            assert!(!bearer_matches(&with(wrong), token), "{wrong}");
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Reports: the views of `migrations/0006_report_views.sql` by name, and their rows written as
+//! an aligned table, RFC 4180 CSV or a JSON array of objects. The same names serve the
+//! `boxoffice report` command and `GET /reports/{name}`.
+
+use serde_json::{Map, Value};
+
+/// A report, named as on the command line and in the URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Report {
+    /// Per movie, now: capacity, booked, held, free, occupancy %.
+    Occupancy,
+    /// Per day and movie: seats booked.
+    SalesDaily,
+    /// Per movie: holds started, confirmed, released, expired; conversion; time to pay.
+    HoldFunnel,
+    /// Per movie and seat: times held, times booked, the order seats sold in.
+    SeatPopularity,
+    /// Every seat change, without session ids.
+    Ledger,
+}
+
+impl Report {
+    pub const ALL: [Self; 5] = [
+        Self::Occupancy,
+        Self::SalesDaily,
+        Self::HoldFunnel,
+        Self::SeatPopularity,
+        Self::Ledger,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Occupancy => "occupancy",
+            Self::SalesDaily => "sales-daily",
+            Self::HoldFunnel => "hold-funnel",
+            Self::SeatPopularity => "seat-popularity",
+            Self::Ledger => "ledger",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|report| report.name() == name)
+    }
+
+    /// The view it reads.
+    pub fn view(self) -> &'static str {
+        match self {
+            Self::Occupancy => "report_occupancy",
+            Self::SalesDaily => "report_sales_daily",
+            Self::HoldFunnel => "report_hold_funnel",
+            Self::SeatPopularity => "report_seat_popularity",
+            Self::Ledger => "report_ledger",
+        }
+    }
+
+    /// The order its rows are listed in.
+    pub fn order(self) -> &'static str {
+        match self {
+            Self::Occupancy | Self::HoldFunnel => "movie_id",
+            Self::SalesDaily => "day, movie_id",
+            Self::SeatPopularity => "movie_id, row_number, seat_number",
+            Self::Ledger => "id",
+        }
+    }
+}
+
+/// How a report is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns, for a terminal.
+    #[default]
+    Table,
+    /// RFC 4180: CRLF line ends, fields with commas, quotes or line breaks quoted.
+    Csv,
+    /// An array of objects, one per row, keys in column order.
+    Json,
+}
+
+/// A report's rows, each an object with a key per column, in column order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Map<String, Value>>,
+}
+
+impl Rows {
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Table => self.table(),
+            Format::Csv => self.csv(),
+            Format::Json => {
+                let mut json = serde_json::to_string_pretty(&self.rows).expect("JSON values");
+                json.push('\n');
+                json
+            }
+        }
+    }
+
+    /// Each row's cells as text, in column order (null is empty).
+    fn cells(&self) -> impl Iterator<Item = Vec<(String, bool)>> + '_ {
+        self.rows.iter().map(|row| {
+            self.columns
+                .iter()
+                .map(|column| match row.get(column) {
+                    None | Some(Value::Null) => (String::new(), false),
+                    Some(Value::String(text)) => (text.clone(), false),
+                    Some(number @ Value::Number(_)) => (number.to_string(), true),
+                    Some(other) => (other.to_string(), false),
+                })
+                .collect()
+        })
+    }
+
+    fn csv(&self) -> String {
+        let mut writer = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(Vec::new());
+        let write = |writer: &mut csv::Writer<Vec<u8>>, record: Vec<String>| {
+            writer.write_record(record).expect("writing to memory");
+        };
+        write(&mut writer, self.columns.clone());
+        for row in self.cells() {
+            write(&mut writer, row.into_iter().map(|(text, _)| text).collect());
+        }
+        let bytes = writer.into_inner().expect("writing to memory");
+        String::from_utf8(bytes).expect("CSV of UTF-8 fields")
+    }
+
+    /// Columns padded to their widest cell, numbers to the right, like psql.
+    fn table(&self) -> String {
+        let rows: Vec<_> = self.cells().collect();
+        let width = |i: usize| {
+            rows.iter()
+                .map(|row| row[i].0.chars().count())
+                .chain([self.columns[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        };
+        let widths: Vec<usize> = (0..self.columns.len()).map(width).collect();
+        let line = |cells: Vec<(String, bool)>| {
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|((text, number), &w)| {
+                    if *number {
+                        format!("{text:>w$}")
+                    } else {
+                        format!("{text:<w$}")
+                    }
+                })
+                .collect();
+            format!("{}\n", padded.join(" | ").trim_end())
+        };
+        let mut out = line(self.columns.iter().map(|c| (c.clone(), false)).collect());
+        let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+        out.push_str(&rule.join("-+-"));
+        out.push('\n');
+        let count = rows.len();
+        for row in rows {
+            out.push_str(&line(row));
+        }
+        out.push_str(&format!(
+            "({count} row{})\n",
+            if count == 1 { "" } else { "s" }
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rows(columns: &[&str], values: Value) -> Rows {
+        let Value::Array(values) = values else {
+            panic!("an array")
+        };
+        Rows {
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows: values
+                .into_iter()
+                .map(|row| match row {
+                    Value::Object(map) => map,
+                    _ => panic!("an object"),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn names_are_the_command_lines_and_the_urls() {
+        for report in Report::ALL {
+            assert_eq!(Report::parse(report.name()), Some(report));
+            let parsed = <Report as clap::ValueEnum>::from_str(report.name(), false);
+            assert_eq!(parsed, Ok(report));
+        }
+        assert_eq!(Report::parse("report_occupancy"), None);
+    }
+
+    #[test]
+    fn csv_is_rfc_4180_quoting_only_what_needs_it() {
+        let out = rows(
+            &["movie_id", "title", "booked"],
+            json!([
+                {"movie_id": "a", "title": "Crouching Tiger, \"Hidden\" Dragon", "booked": 3},
+                {"movie_id": "b", "title": "Two\nLines", "booked": null},
+            ]),
+        )
+        .render(Format::Csv);
+        assert_eq!(
+            out,
+            "movie_id,title,booked\r\n\
+             a,\"Crouching Tiger, \"\"Hidden\"\" Dragon\",3\r\n\
+             b,\"Two\nLines\",\r\n"
+        );
+    }
+
+    #[test]
+    fn a_table_aligns_text_left_and_numbers_right() {
+        let out = rows(
+            &["movie_id", "pct"],
+            json!([{"movie_id": "dune", "pct": 4.2}, {"movie_id": "inception", "pct": 12.5}]),
+        )
+        .render(Format::Table);
+        assert_eq!(
+            out,
+            "movie_id  | pct\n\
+             ----------+-----\n\
+             dune      |  4.2\n\
+             inception | 12.5\n\
+             (2 rows)\n"
+        );
+    }
+
+    #[test]
+    fn json_keeps_the_column_order() {
+        let out = rows(&["z", "a"], json!([{"z": 1, "a": "x"}])).render(Format::Json);
+        assert_eq!(out, "[\n  {\n    \"z\": 1,\n    \"a\": \"x\"\n  }\n]\n");
+    }
+}

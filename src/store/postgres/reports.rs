@@ -1,0 +1,81 @@
+//! Reading the report views, and the time zone their days are cut in.
+
+use serde_json::{Map, Value};
+use sqlx::{PgConnection, PgPool};
+
+use super::classify;
+use crate::reports::{Report, Rows};
+use crate::store::{StoreError, StoreResult};
+
+/// `report`'s rows, of one movie or all. Reads only the views, so a connection as the
+/// reporting role will do. `MovieNotFound` for a movie that does not exist.
+pub async fn fetch(
+    conn: &mut PgConnection,
+    report: Report,
+    movie: Option<&str>,
+) -> StoreResult<Rows> {
+    if let Some(movie) = movie {
+        // The occupancy view lists every movie, and the reporting role may read it.
+        let known: bool =
+            sqlx::query_scalar("select exists (select from report_occupancy where movie_id = $1)")
+                .bind(movie)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(missing_views)?;
+        if !known {
+            return Err(StoreError::MovieNotFound);
+        }
+    }
+    let columns: Vec<String> = sqlx::query_scalar(
+        "select attname::text from pg_attribute
+          where attrelid = $1::regclass and attnum > 0 and not attisdropped
+          order by attnum",
+    )
+    .bind(report.view())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(missing_views)?;
+    let sql = format!(
+        "select row_to_json(r)::text from (
+             select * from {view} where $1::text is null or movie_id = $1 order by {order}) r",
+        view = report.view(),
+        order = report.order(),
+    );
+    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(movie)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(missing_views)?;
+    let rows = rows
+        .iter()
+        .map(|row| serde_json::from_str::<Map<String, Value>>(row))
+        .collect::<Result<_, _>>()
+        .map_err(|e| StoreError::Database(sqlx::Error::Decode(e.into())))?;
+    Ok(Rows { columns, rows })
+}
+
+/// A database without the views (not migrated yet) says so; anything else as usual.
+fn missing_views(error: sqlx::Error) -> StoreError {
+    let undefined = matches!(&error, sqlx::Error::Database(db)
+        if db.code().as_deref() == Some("42P01"));
+    if undefined {
+        StoreError::NoReportViews
+    } else {
+        classify(error)
+    }
+}
+
+/// Sets the time zone the views cut days in. `InvalidTimeZone` if PostgreSQL does not know it.
+pub async fn set_time_zone(pool: &PgPool, time_zone: &str) -> StoreResult<()> {
+    sqlx::query("update report_settings set time_zone = $1")
+        .bind(time_zone)
+        .execute(pool)
+        .await
+        .map_err(|error| match &error {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("22023") => {
+                StoreError::InvalidTimeZone(db.message().to_owned())
+            }
+            _ => classify(error),
+        })?;
+    Ok(())
+}
