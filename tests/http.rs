@@ -810,3 +810,125 @@ async fn metrics_count_requests_holds_batches_and_connections() {
     }
     assert!(scrape().await.contains("boxoffice_reaper_rows_total"));
 }
+
+// ---------------------------------------------------------------------------------------
+// GET /reports/{name}
+
+const REPORTS_TOKEN: &str = "reports-token-for-tests";
+
+async fn reports_app<S: boxoffice::store::SeatStore>(store: S, token: Option<&str>) -> TestApp {
+    let mut config = test_config();
+    config.reports_token = token.map(str::to_owned);
+    TestApp::spawn(store, config).await
+}
+
+async fn get_report(app: &TestApp, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = app.client.get(app.url(path));
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    request.send().await.expect("request")
+}
+
+#[tokio::test]
+async fn a_report_answers_json_rows_to_the_bearer_of_the_token() {
+    let db = TestDb::new().await;
+    let app = reports_app(db.store(policy(LONG_TTL, 8), 4).await, Some(REPORTS_TOKEN)).await;
+
+    let response = get_report(&app, "/reports/occupancy", Some(REPORTS_TOKEN)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let rows: Value = response.json().await.unwrap();
+    assert_eq!(
+        rows[1],
+        json!({"movie_id": "inception", "title": "Inception", "capacity": 40, "booked": 0,
+               "held_now": 0, "free": 40, "occupancy_pct": 0.0})
+    );
+    assert_eq!(rows.as_array().unwrap().len(), 3);
+
+    let one = get_report(
+        &app,
+        "/reports/seat-popularity?movie=dune-part-two",
+        Some(REPORTS_TOKEN),
+    )
+    .await;
+    assert_eq!(one.status(), StatusCode::OK);
+    let rows: Value = one.json().await.unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 24);
+
+    for (path, status, code) in [
+        (
+            "/reports/revenue",
+            StatusCode::NOT_FOUND,
+            "report_not_found",
+        ),
+        (
+            "/reports/occupancy?movie=nope",
+            StatusCode::NOT_FOUND,
+            "movie_not_found",
+        ),
+        (
+            "/reports/occupancy?film=inception",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+    ] {
+        assert_error(
+            get_report(&app, path, Some(REPORTS_TOKEN)).await,
+            status,
+            code,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_report_without_the_right_token_answers_401_whatever_the_report() {
+    let db = TestDb::new().await;
+    let app = reports_app(db.store(policy(LONG_TTL, 8), 4).await, Some(REPORTS_TOKEN)).await;
+    let wrong = format!("{REPORTS_TOKEN}x");
+    let almost = &REPORTS_TOKEN[..REPORTS_TOKEN.len() - 1];
+    for path in ["/reports/occupancy", "/reports/revenue"] {
+        for token in [None, Some(wrong.as_str()), Some(almost), Some("")] {
+            let response = get_report(&app, path, token).await;
+            assert_eq!(
+                response.headers()[header::WWW_AUTHENTICATE],
+                "Bearer realm=\"reports\""
+            );
+            assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        }
+    }
+    let basic = app
+        .client
+        .get(app.url("/reports/occupancy"))
+        .header(header::AUTHORIZATION, format!("Basic {REPORTS_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(basic, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn without_a_token_set_the_reports_route_is_off() {
+    let db = TestDb::new().await;
+    let app = reports_app(db.store(policy(LONG_TTL, 8), 4).await, None).await;
+    for token in [None, Some(REPORTS_TOKEN)] {
+        let response = get_report(&app, "/reports/occupancy", token).await;
+        assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    }
+}
+
+#[tokio::test]
+async fn with_the_memory_store_reports_answer_501() {
+    let store = boxoffice::store::MemoryStore::new(policy(LONG_TTL, 8));
+    let app = reports_app(store, Some(REPORTS_TOKEN)).await;
+    let response = get_report(&app, "/reports/occupancy", Some(REPORTS_TOKEN)).await;
+    assert_error(
+        response,
+        StatusCode::NOT_IMPLEMENTED,
+        "reports_need_postgres",
+    )
+    .await;
+    // The token is still checked first.
+    let response = get_report(&app, "/reports/occupancy", None).await;
+    assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
