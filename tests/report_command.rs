@@ -3,11 +3,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use boxoffice::domain::{SeatId, UserId};
 use boxoffice::store::SeatStore;
+use common::process::ServerProcess;
 use common::{LONG_TTL, TestDb, policy};
 use serde_json::{Value, json};
 
@@ -161,29 +161,12 @@ async fn the_reporting_role_with_a_login_runs_every_report() {
 // ---------------------------------------------------------------------------------------
 // REPORT_TIME_ZONE at start-up
 
-/// Runs the server on `db` with `REPORT_TIME_ZONE=time_zone` until it listens (`Ok`, and it is
-/// stopped) or exits (`Err` with what it printed).
+/// Starts the server on `db` with `REPORT_TIME_ZONE=time_zone` and stops it again; or
+/// what it logged before it exited without listening.
 fn start_server(db: &TestDb, time_zone: &str) -> Result<(), String> {
-    let mut child = common::server_binary()
-        .env("DATABASE_URL", &db.url)
-        .env("BIND_ADDR", format!("127.0.0.1:{}", common::free_port()))
-        .env("REPORT_TIME_ZONE", time_zone)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the server binary");
-    let mut printed = String::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        printed.push_str(&line);
-        printed.push('\n');
-        if line.contains("listening") {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return Ok(());
-        }
-    }
-    let status = child.wait().unwrap();
-    Err(format!("{status}: {printed}"))
+    ServerProcess::try_start(Some(&db.url), &[("REPORT_TIME_ZONE", time_zone)])
+        .map(drop)
+        .map_err(|log| log.join("\n"))
 }
 
 async fn stored_time_zone(db: &TestDb) -> String {

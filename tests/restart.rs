@@ -2,89 +2,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::time::Duration;
-
+use common::process::ServerProcess;
 use common::{TestDb, json_of};
 use reqwest::StatusCode;
 use serde_json::json;
-
-struct Server {
-    child: Child,
-    base: String,
-    log: Receiver<String>,
-    /// What it logged up to "listening".
-    startup: Vec<String>,
-}
-
-impl Server {
-    /// Starts the binary on a free port and waits until it logs that it is listening.
-    async fn start(database_url: Option<&str>) -> Self {
-        let port = common::free_port();
-        let mut command = common::server_binary();
-        command
-            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped());
-        if let Some(url) = database_url {
-            command.env("DATABASE_URL", url);
-        }
-        let mut child = command.spawn().expect("start the server binary");
-        let (lines, log) = mpsc::channel();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut server = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-            startup: Vec::new(),
-        };
-        server.startup = server.wait_for_log("listening");
-        server
-    }
-
-    /// Blocks until the server logs a line containing `needle`; returns the lines up to it.
-    fn wait_for_log(&self, needle: &str) -> Vec<String> {
-        let mut seen = Vec::new();
-        loop {
-            match self.log.recv_timeout(Duration::from_secs(30)) {
-                Ok(line) => {
-                    let found = line.contains(needle);
-                    seen.push(line);
-                    if found {
-                        return seen;
-                    }
-                }
-                Err(error) => {
-                    panic!("no log line with {needle:?} ({error}); log so far: {seen:#?}")
-                }
-            }
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test]
 async fn a_confirmed_booking_survives_a_crash_and_a_restart() {
@@ -92,7 +13,7 @@ async fn a_confirmed_booking_survives_a_crash_and_a_restart() {
     let client = reqwest::Client::new();
     let body = json!({ "user_id": "alice" });
 
-    let mut first = Server::start(Some(&db.url)).await;
+    let mut first = ServerProcess::start(Some(&db.url), &[]);
     let hold = json_of(
         client
             .post(format!("{}/movies/inception/seats/C3/hold", first.base))
@@ -112,7 +33,7 @@ async fn a_confirmed_booking_survives_a_crash_and_a_restart() {
     first.signal("-KILL");
     first.child.wait().unwrap();
 
-    let mut second = Server::start(Some(&db.url)).await;
+    let mut second = ServerProcess::start(Some(&db.url), &[]);
     let map = json_of(client.get(format!("{}/movies/inception/seats", second.base))).await;
     assert_eq!(
         map,
@@ -131,7 +52,7 @@ async fn a_confirmed_booking_survives_a_crash_and_a_restart() {
 
 #[tokio::test]
 async fn without_a_database_url_the_server_runs_in_memory() {
-    let mut server = Server::start(None).await;
+    let mut server = ServerProcess::start(None, &[]);
     let response = reqwest::Client::new()
         .post(format!("{}/movies/inception/seats/A1/hold", server.base))
         .json(&json!({"user_id": "alice"}))

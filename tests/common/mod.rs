@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // each test crate uses its own part of this module
 
+pub mod process;
 pub mod server;
 
 use std::future::Future;

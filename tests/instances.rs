@@ -1,0 +1,185 @@
+//! Several server processes on one database, as behind a load balancer: every promise holds
+//! with all of them running.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestDb;
+use common::process::ServerProcess;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn two_servers(db: &TestDb, env: &[(&str, &str)]) -> [ServerProcess; 2] {
+    [
+        ServerProcess::start(Some(&db.url), env),
+        ServerProcess::start(Some(&db.url), env),
+    ]
+}
+
+async fn hold(
+    client: &reqwest::Client,
+    server: &ServerProcess,
+    seat: &str,
+    user: &str,
+) -> reqwest::Response {
+    client
+        .post(server.url(&format!("/movies/inception/seats/{seat}/hold")))
+        .json(&json!({ "user_id": user }))
+        .send()
+        .await
+        .expect("request")
+}
+
+#[tokio::test]
+async fn a_thousand_holds_of_one_seat_across_two_processes_give_one_winner() {
+    common::raise_open_files_limit();
+    let db = TestDb::new().await;
+    let servers = two_servers(&db, &[]);
+    let client = reqwest::Client::new();
+    let attempts = (0..1000).map(|i| {
+        let (client, server) = (&client, &servers[i % 2]);
+        async move {
+            hold(client, server, "C4", &format!("user{i}"))
+                .await
+                .status()
+        }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    let won = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let taken = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((won, taken), (1, 999), "{statuses:?}");
+
+    let pool = db.pool(1).await;
+    let rows: i64 = sqlx::query_scalar("select count(*) from seat_holds")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+}
+
+#[tokio::test]
+async fn the_hold_limit_spans_processes_and_a_hold_made_on_one_is_confirmed_on_the_other() {
+    let db = TestDb::new().await;
+    let servers = two_servers(&db, &[("MAX_HOLDS_PER_USER", "3")]);
+    let client = reqwest::Client::new();
+    let attempts = ["A1", "A2", "A3", "A4", "A5", "A6", "A7", "A8"]
+        .iter()
+        .enumerate()
+        .map(|(i, seat)| {
+            let (client, server) = (&client, &servers[i % 2]);
+            async move { hold(client, server, seat, "alice").await }
+        });
+    let responses = futures::future::join_all(attempts).await;
+    let mut held = Vec::new();
+    let mut limited = 0;
+    for response in responses {
+        match response.status() {
+            StatusCode::CREATED => held.push(response.json::<Value>().await.unwrap()),
+            StatusCode::TOO_MANY_REQUESTS => limited += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((held.len(), limited), (3, 5));
+
+    // Made on one process (any), confirmed on each in turn.
+    for (i, hold) in held.iter().enumerate() {
+        let session = hold["session_id"].as_str().unwrap();
+        let confirm = client
+            .put(servers[i % 2].url(&format!("/sessions/{session}/confirm")))
+            .json(&json!({ "user_id": "alice" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(confirm.status(), StatusCode::OK);
+    }
+    for server in &servers {
+        let map: Value = client
+            .get(server.url("/movies/inception/seats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let booked = map
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["booked"] == true)
+            .count();
+        assert_eq!(booked, 3, "{map}");
+    }
+}
+
+#[tokio::test]
+async fn two_reapers_remove_every_expired_hold_once_with_one_ledger_row_each() {
+    let db = TestDb::new().await;
+    let servers = two_servers(
+        &db,
+        &[
+            ("HOLD_TTL_SECS", "0.3"),
+            ("REAPER_INTERVAL_SECS", "0.05"),
+            ("REAPER_BATCH_SIZE", "3"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let seats: Vec<String> = ["A", "B", "C", "D", "E"]
+        .iter()
+        .flat_map(|row| (1..=8).map(move |n| format!("{row}{n}")))
+        .collect();
+    let attempts = seats.iter().enumerate().map(|(i, seat)| {
+        let (client, server) = (&client, &servers[i % 2]);
+        async move {
+            hold(client, server, seat, &format!("user{i}"))
+                .await
+                .status()
+        }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::CREATED),
+        "{statuses:?}"
+    );
+
+    // Both reapers sweep every 50 ms, three rows at a time: wait until the rows are gone.
+    let pool = db.pool(1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left: i64 = sqlx::query_scalar("select count(*) from seat_holds")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} expired holds were never reaped"
+        );
+        tokio::task::yield_now().await;
+    }
+    let per_seat: Vec<(String, i64, i64)> = sqlx::query_as(
+        "select seat_id, count(*) filter (where kind = 'held'),
+                count(*) filter (where kind = 'expired')
+           from booking_events group by seat_id order by seat_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(per_seat.len(), seats.len());
+    for (seat, held, expired) in per_seat {
+        assert_eq!((held, expired), (1, 1), "{seat}");
+    }
+    let sessions: Vec<String> = sqlx::query_scalar("select distinct status from hold_sessions")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(sessions, ["expired"]);
+}
