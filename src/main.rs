@@ -4,10 +4,11 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use boxoffice::reports::{Format, Report};
+use boxoffice::reports::{Format, Report, RowWriter};
 use boxoffice::store::StoreError;
-use boxoffice::store::postgres::{connect_options, reports};
+use boxoffice::store::postgres::{reports, session_options};
 use clap::{Args, Parser, Subcommand};
+use futures_util::TryStreamExt;
 use sqlx::{Connection, PgConnection};
 use tracing_subscriber::EnvFilter;
 
@@ -48,12 +49,16 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let dotenv = dotenvy::dotenv();
     let reporting = cli.command.is_some();
-    // A report's rows go to stdout, so its logs go to stderr, and only warnings by default.
+    // A report's rows go to stdout, so its logs go to stderr, and only warnings by default
+    // (not sqlx's about slow statements: a report may well be one).
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new(if reporting { "warn" } else { "info" })),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            EnvFilter::new(if reporting {
+                "warn,sqlx::query=error"
+            } else {
+                "info"
+            })
+        }))
         .with_ansi(if reporting {
             std::io::stderr().is_terminal()
         } else {
@@ -97,26 +102,34 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Streams the report to stdout (CSV and JSON row by row). No statement timeout: a report of
+/// a long history may take longer than any request should.
 async fn report(config: &boxoffice::Config, args: ReportArgs) -> Result<(), boxoffice::BoxError> {
     let url = config
         .database_url
         .as_deref()
         .ok_or(StoreError::ReportsNeedPostgres)?;
-    let options = connect_options(url, &config.pool)?;
+    let options = session_options(url.parse()?).application_name("boxoffice report");
     let connect = PgConnection::connect_with(&options);
     let mut conn = tokio::time::timeout(config.pool.acquire_timeout, connect)
         .await
         .map_err(|_| "cannot connect to PostgreSQL: no answer in time".to_owned())?
         .map_err(|error| format!("cannot connect to PostgreSQL: {error}"))?;
-    let rows = reports::fetch(&mut conn, args.name, args.movie.as_deref()).await;
+    let movie = args.movie.as_deref();
+    let columns = reports::columns(&mut conn, args.name, movie)
+        .await
+        .map_err(|error| match error {
+            StoreError::MovieNotFound => format!("no movie {:?}", movie.unwrap_or_default()).into(),
+            other => boxoffice::BoxError::from(other),
+        })?;
+    let mut out = RowWriter::new(args.format, columns, std::io::stdout().lock())?;
+    let mut rows = reports::rows(&mut conn, args.name, movie);
+    while let Some(row) = rows.try_next().await? {
+        out.row(&row)?;
+    }
+    out.finish()?;
+    drop(rows);
     let _ = conn.close().await;
-    let rows = rows.map_err(|error| match error {
-        StoreError::MovieNotFound => {
-            format!("no movie {:?}", args.movie.unwrap_or_default()).into()
-        }
-        other => boxoffice::BoxError::from(other),
-    })?;
-    std::io::stdout().write_all(rows.render(args.format).as_bytes())?;
     Ok(())
 }
 

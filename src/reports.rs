@@ -2,6 +2,8 @@
 //! an aligned table, RFC 4180 CSV or a JSON array of objects. The same names serve the
 //! `boxoffice report` command and `GET /reports/{name}`.
 
+use std::io::{self, Write};
+
 use serde_json::{Map, Value};
 
 /// A report, named as on the command line and in the URL.
@@ -72,7 +74,7 @@ pub enum Format {
     Table,
     /// RFC 4180: CRLF line ends, fields with commas, quotes or line breaks quoted.
     Csv,
-    /// An array of objects, one per row, keys in column order.
+    /// An array of objects, one per row and line, keys in column order.
     Json,
 }
 
@@ -85,86 +87,132 @@ pub struct Rows {
 
 impl Rows {
     pub fn render(&self, format: Format) -> String {
-        match format {
-            Format::Table => self.table(),
-            Format::Csv => self.csv(),
+        let mut out = Vec::new();
+        let mut writer = RowWriter::new(format, self.columns.clone(), &mut out).expect("in memory");
+        for row in &self.rows {
+            writer.row(row).expect("in memory");
+        }
+        writer.finish().expect("in memory");
+        String::from_utf8(out).expect("UTF-8 fields")
+    }
+}
+
+/// Writes rows as they come: CSV and JSON row by row, in constant memory; a table needs every
+/// row for its widths, so it keeps them until `finish`.
+pub struct RowWriter<W: Write> {
+    columns: Vec<String>,
+    sink: Sink<W>,
+}
+
+enum Sink<W: Write> {
+    Table { out: W, rows: Vec<Vec<Cell>> },
+    Csv(Box<csv::Writer<W>>),
+    Json { out: W, rows: usize },
+}
+
+/// A value as text, and whether it is a number (right-aligned in a table).
+type Cell = (String, bool);
+
+impl<W: Write> RowWriter<W> {
+    pub fn new(format: Format, columns: Vec<String>, mut out: W) -> io::Result<Self> {
+        let sink = match format {
+            Format::Table => Sink::Table {
+                out,
+                rows: Vec::new(),
+            },
+            Format::Csv => {
+                let mut csv = csv::WriterBuilder::new()
+                    .terminator(csv::Terminator::CRLF)
+                    .from_writer(out);
+                csv.write_record(&columns)?;
+                Sink::Csv(Box::new(csv))
+            }
             Format::Json => {
-                let mut json = serde_json::to_string_pretty(&self.rows).expect("JSON values");
-                json.push('\n');
-                json
+                out.write_all(b"[")?;
+                Sink::Json { out, rows: 0 }
+            }
+        };
+        Ok(Self { columns, sink })
+    }
+
+    pub fn row(&mut self, row: &Map<String, Value>) -> io::Result<()> {
+        match &mut self.sink {
+            Sink::Table { rows, .. } => rows.push(cells(&self.columns, row)),
+            Sink::Csv(csv) => {
+                csv.write_record(cells(&self.columns, row).into_iter().map(|(text, _)| text))?
+            }
+            Sink::Json { out, rows } => {
+                out.write_all(if *rows == 0 { b"\n  " } else { b",\n  " })?;
+                serde_json::to_writer(&mut *out, row)?;
+                *rows += 1;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> io::Result<()> {
+        match self.sink {
+            Sink::Table { mut out, rows } => out.write_all(table(&self.columns, &rows).as_bytes()),
+            Sink::Csv(mut csv) => csv.flush(),
+            Sink::Json { mut out, rows } => {
+                out.write_all(if rows == 0 { b"]\n" } else { b"\n]\n" })?;
+                out.flush()
             }
         }
     }
+}
 
-    /// Each row's cells as text, in column order (null is empty).
-    fn cells(&self) -> impl Iterator<Item = Vec<(String, bool)>> + '_ {
-        self.rows.iter().map(|row| {
-            self.columns
-                .iter()
-                .map(|column| match row.get(column) {
-                    None | Some(Value::Null) => (String::new(), false),
-                    Some(Value::String(text)) => (text.clone(), false),
-                    Some(number @ Value::Number(_)) => (number.to_string(), true),
-                    Some(other) => (other.to_string(), false),
-                })
-                .collect()
+/// A row's cells as text, in column order (null is empty).
+fn cells(columns: &[String], row: &Map<String, Value>) -> Vec<Cell> {
+    columns
+        .iter()
+        .map(|column| match row.get(column) {
+            None | Some(Value::Null) => (String::new(), false),
+            Some(Value::String(text)) => (text.clone(), false),
+            Some(number @ Value::Number(_)) => (number.to_string(), true),
+            Some(other) => (other.to_string(), false),
         })
-    }
+        .collect()
+}
 
-    fn csv(&self) -> String {
-        let mut writer = csv::WriterBuilder::new()
-            .terminator(csv::Terminator::CRLF)
-            .from_writer(Vec::new());
-        let write = |writer: &mut csv::Writer<Vec<u8>>, record: Vec<String>| {
-            writer.write_record(record).expect("writing to memory");
-        };
-        write(&mut writer, self.columns.clone());
-        for row in self.cells() {
-            write(&mut writer, row.into_iter().map(|(text, _)| text).collect());
-        }
-        let bytes = writer.into_inner().expect("writing to memory");
-        String::from_utf8(bytes).expect("CSV of UTF-8 fields")
+/// Columns padded to their widest cell, numbers to the right, like psql.
+fn table(columns: &[String], rows: &[Vec<Cell>]) -> String {
+    let width = |i: usize| {
+        rows.iter()
+            .map(|row| row[i].0.chars().count())
+            .chain([columns[i].chars().count()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..columns.len()).map(width).collect();
+    let line = |cells: &[Cell]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|((text, number), &w)| {
+                if *number {
+                    format!("{text:>w$}")
+                } else {
+                    format!("{text:<w$}")
+                }
+            })
+            .collect();
+        format!("{}\n", padded.join(" | ").trim_end())
+    };
+    let header: Vec<Cell> = columns.iter().map(|c| (c.clone(), false)).collect();
+    let mut out = line(&header);
+    let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+    out.push_str(&rule.join("-+-"));
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row));
     }
-
-    /// Columns padded to their widest cell, numbers to the right, like psql.
-    fn table(&self) -> String {
-        let rows: Vec<_> = self.cells().collect();
-        let width = |i: usize| {
-            rows.iter()
-                .map(|row| row[i].0.chars().count())
-                .chain([self.columns[i].chars().count()])
-                .max()
-                .unwrap_or(0)
-        };
-        let widths: Vec<usize> = (0..self.columns.len()).map(width).collect();
-        let line = |cells: Vec<(String, bool)>| {
-            let padded: Vec<String> = cells
-                .iter()
-                .zip(&widths)
-                .map(|((text, number), &w)| {
-                    if *number {
-                        format!("{text:>w$}")
-                    } else {
-                        format!("{text:<w$}")
-                    }
-                })
-                .collect();
-            format!("{}\n", padded.join(" | ").trim_end())
-        };
-        let mut out = line(self.columns.iter().map(|c| (c.clone(), false)).collect());
-        let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
-        out.push_str(&rule.join("-+-"));
-        out.push('\n');
-        let count = rows.len();
-        for row in rows {
-            out.push_str(&line(row));
-        }
-        out.push_str(&format!(
-            "({count} row{})\n",
-            if count == 1 { "" } else { "s" }
-        ));
-        out
-    }
+    let count = rows.len();
+    out.push_str(&format!(
+        "({count} row{})\n",
+        if count == 1 { "" } else { "s" }
+    ));
+    out
 }
 
 #[cfg(test)]
@@ -236,6 +284,8 @@ mod tests {
     #[test]
     fn json_keeps_the_column_order() {
         let out = rows(&["z", "a"], json!([{"z": 1, "a": "x"}])).render(Format::Json);
-        assert_eq!(out, "[\n  {\n    \"z\": 1,\n    \"a\": \"x\"\n  }\n]\n");
+        assert_eq!(out, "[\n  {\"z\":1,\"a\":\"x\"}\n]\n");
+        let none = rows(&["z"], json!([])).render(Format::Json);
+        assert_eq!(none, "[]\n");
     }
 }

@@ -209,20 +209,17 @@ struct LockedSession {
     seats: Vec<SeatId>,
 }
 
-/// How the store connects to `url`: its session settings and statement timeout.
-pub fn connect_options(url: &str, settings: &PoolSettings) -> StoreResult<PgConnectOptions> {
+/// A pool for `url` that connects lazily (the first query opens the first connection), each
+/// connection with the store's settings and statement timeout.
+fn lazy_pool(url: &str, settings: &PoolSettings) -> StoreResult<PgPool> {
     let options: PgConnectOptions = url.parse().map_err(StoreError::Database)?;
     let statement_timeout = settings.statement_timeout.as_millis().to_string();
-    Ok(session_options(options.application_name("boxoffice"))
-        .options([("statement_timeout", statement_timeout.as_str())]))
-}
-
-/// A pool for `url` that connects lazily: the first query opens the first connection.
-fn lazy_pool(url: &str, settings: &PoolSettings) -> StoreResult<PgPool> {
+    let options = session_options(options.application_name("boxoffice"))
+        .options([("statement_timeout", statement_timeout.as_str())]);
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
-        .connect_lazy_with(connect_options(url, settings)?))
+        .connect_lazy_with(options))
 }
 
 /// The settings every connection of the store runs with.

@@ -1,5 +1,6 @@
 //! Reading the report views, and the time zone their days are cut in.
 
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 use sqlx::{PgConnection, PgPool};
 
@@ -7,13 +8,25 @@ use super::classify;
 use crate::reports::{Report, Rows};
 use crate::store::{StoreError, StoreResult};
 
-/// `report`'s rows, of one movie or all. Reads only the views, so a connection as the
-/// reporting role will do. `MovieNotFound` for a movie that does not exist.
+/// `report`'s rows, of one movie or all, in memory. Reads only the views, so a connection as
+/// the reporting role will do. `MovieNotFound` for a movie that does not exist.
 pub async fn fetch(
     conn: &mut PgConnection,
     report: Report,
     movie: Option<&str>,
 ) -> StoreResult<Rows> {
+    let columns = columns(conn, report, movie).await?;
+    let rows = rows(conn, report, movie).try_collect().await?;
+    Ok(Rows { columns, rows })
+}
+
+/// The columns of `report`, in order, after checking that `movie` (if any) exists: what to
+/// know before the first row.
+pub async fn columns(
+    conn: &mut PgConnection,
+    report: Report,
+    movie: Option<&str>,
+) -> StoreResult<Vec<String>> {
     if let Some(movie) = movie {
         // The occupancy view lists every movie, and the reporting role may read it.
         let known: bool =
@@ -26,7 +39,7 @@ pub async fn fetch(
             return Err(StoreError::MovieNotFound);
         }
     }
-    let columns: Vec<String> = sqlx::query_scalar(
+    sqlx::query_scalar(
         "select attname::text from pg_attribute
           where attrelid = $1::regclass and attnum > 0 and not attisdropped
           order by attnum",
@@ -34,24 +47,29 @@ pub async fn fetch(
     .bind(report.view())
     .fetch_all(&mut *conn)
     .await
-    .map_err(missing_views)?;
+    .map_err(missing_views)
+}
+
+/// `report`'s rows as they arrive, each an object keyed by column.
+pub fn rows<'c>(
+    conn: &'c mut PgConnection,
+    report: Report,
+    movie: Option<&'c str>,
+) -> impl Stream<Item = StoreResult<Map<String, Value>>> + 'c {
     let sql = format!(
         "select row_to_json(r)::text from (
              select * from {view} where $1::text is null or movie_id = $1 order by {order}) r",
         view = report.view(),
         order = report.order(),
     );
-    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+    sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
         .bind(movie)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(missing_views)?;
-    let rows = rows
-        .iter()
-        .map(|row| serde_json::from_str::<Map<String, Value>>(row))
-        .collect::<Result<_, _>>()
-        .map_err(|e| StoreError::Database(sqlx::Error::Decode(e.into())))?;
-    Ok(Rows { columns, rows })
+        .fetch(conn)
+        .map(|row| {
+            let row = row.map_err(missing_views)?;
+            serde_json::from_str(&row)
+                .map_err(|e| StoreError::Database(sqlx::Error::Decode(e.into())))
+        })
 }
 
 /// A database without the views (not migrated yet) says so; anything else as usual.
