@@ -5,8 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::TestDb;
 use common::process::ServerProcess;
+use common::{TestDb, json_of};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -100,14 +100,7 @@ async fn the_hold_limit_spans_processes_and_a_hold_made_on_one_is_confirmed_on_t
         assert_eq!(confirm.status(), StatusCode::OK);
     }
     for server in &servers {
-        let map: Value = client
-            .get(server.url("/movies/inception/seats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let map = json_of(client.get(server.url("/movies/inception/seats"))).await;
         let booked = map
             .as_array()
             .unwrap()

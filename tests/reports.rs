@@ -392,6 +392,14 @@ async fn the_reporting_role_reads_every_view_and_nothing_else_and_writes_nothing
     assert_eq!(booked_now, 1);
 }
 
+/// Runs `sql` (built here, not from input) on `pool`.
+async fn execute(pool: &PgPool, sql: String) {
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
 /// A role name no other test uses, dropped with its grants at the end.
 struct ScratchRole(String);
 
@@ -431,20 +439,14 @@ async fn databases_migrating_at_once_all_grant_to_one_role_created_once() {
     }
     // Out of the way: its grants in each database, then the role.
     for pool in &pools {
-        sqlx::query(sqlx::AssertSqlSafe(format!("drop owned by {}", role.0)))
-            .execute(pool)
-            .await
-            .unwrap();
+        execute(pool, format!("drop owned by {}", role.0)).await;
     }
     for pool in pools {
         pool.close().await;
     }
     drop(dbs);
     let admin = sqlx::PgPool::connect(&common::admin_url()).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("drop role {}", role.0)))
-        .execute(&admin)
-        .await
-        .unwrap();
+    execute(&admin, format!("drop role {}", role.0)).await;
 }
 
 #[tokio::test]
@@ -452,21 +454,16 @@ async fn an_application_role_that_may_not_create_roles_still_migrates() {
     let admin = sqlx::PgPool::connect(&common::admin_url()).await.unwrap();
     let app = ScratchRole::new();
     let missing = ScratchRole::new();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "create role {} login nocreaterole nosuperuser password 'app'",
-        app.0
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
+    execute(
+        &admin,
+        format!(
+            "create role {} login nocreaterole nosuperuser password 'app'",
+            app.0
+        ),
+    )
+    .await;
     let name = format!("boxoffice_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "create database {name} owner {}",
-        app.0
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
+    execute(&admin, format!("create database {name} owner {}", app.0)).await;
 
     let url = common::url_for_database(&common::admin_url(), &name);
     let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
@@ -488,16 +485,8 @@ async fn an_application_role_that_may_not_create_roles_still_migrates() {
     let exists = role_exists(&admin, &missing.0).await;
     as_app.close().await;
     drop(store);
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "drop database {name} with (force)"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("drop role {}", app.0)))
-        .execute(&admin)
-        .await
-        .unwrap();
+    execute(&admin, format!("drop database {name} with (force)")).await;
+    execute(&admin, format!("drop role {}", app.0)).await;
 
     assert!(migrated.is_ok(), "{migrated:?}");
     assert!(matches!(granted, Ok(false)), "{granted:?}");
