@@ -26,6 +26,9 @@ pub struct Config {
     pub report_time_zone: String,
     /// The bearer token of `GET /reports/{name}`; `None`: the route is off.
     pub reports_token: Option<String>,
+    /// Most event streams open at once in this process; beyond it a stream answers 503. Zero
+    /// turns streams off (pages poll).
+    pub max_event_streams: usize,
 }
 
 /// The shortest `REPORTS_TOKEN` accepted: a short one could be guessed.
@@ -64,6 +67,7 @@ impl Default for Config {
             hold_queue_limit: 4096,
             report_time_zone: "UTC".into(),
             reports_token: None,
+            max_event_streams: 1000,
         }
     }
 }
@@ -107,6 +111,7 @@ impl Config {
             report_time_zone: get("REPORT_TIME_ZONE")
                 .map_or(d.report_time_zone, |tz| tz.trim().to_owned()),
             reports_token: get("REPORTS_TOKEN"),
+            max_event_streams: parse(&get, "MAX_EVENT_STREAMS", d.max_event_streams)?,
         };
         if let Some(token) = &config.reports_token
             && token.len() < MIN_REPORTS_TOKEN_LEN
@@ -221,6 +226,7 @@ mod tests {
         assert_eq!(config.hold_queue().start_within, Duration::from_secs(2));
         assert_eq!(config.report_time_zone, "UTC");
         assert_eq!(config.reports_token, None);
+        assert_eq!(config.max_event_streams, 1000);
     }
 
     #[test]
@@ -233,6 +239,7 @@ mod tests {
             ("DB_MAX_CONNECTIONS", "32"),
             ("REPORT_TIME_ZONE", "Europe/Paris"),
             ("REPORTS_TOKEN", "0123456789abcdef"),
+            ("MAX_EVENT_STREAMS", "0"),
         ])
         .unwrap();
         assert_eq!(config.database_url.as_deref(), Some("postgres://x/y"));
@@ -242,6 +249,7 @@ mod tests {
         assert_eq!(config.pool.max_connections, 32);
         assert_eq!(config.report_time_zone, "Europe/Paris");
         assert_eq!(config.reports_token.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(config.max_event_streams, 0, "zero turns streams off");
     }
 
     #[test]
@@ -256,6 +264,7 @@ mod tests {
             // Shorter than the database's deadlines (2 s + 5 s) and the answer's margin.
             ("REQUEST_TIMEOUT_SECS", "8"),
             ("REPORTS_TOKEN", "short"),
+            ("MAX_EVENT_STREAMS", "many"),
         ] {
             let err = from(&[(name, value)]).unwrap_err().to_string();
             assert!(err.starts_with(name), "{err}");

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// A screening room. Seats are `A1` … up to row `rows` and number `seats_per_row`.
@@ -55,9 +55,23 @@ pub fn seed_movies() -> Vec<Movie> {
 ///
 /// Ordering is plain string order (`A10` before `A2`), the same byte order PostgreSQL uses
 /// under `collate "C"`: every multi-seat statement locks rows in this order.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct SeatId(String);
+
+impl TryFrom<String> for SeatId {
+    type Error = SeatIdError;
+
+    fn try_from(raw: String) -> Result<Self, SeatIdError> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<SeatId> for String {
+    fn from(seat: SeatId) -> Self {
+        seat.0
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SeatIdError {
@@ -196,6 +210,8 @@ pub struct TakenSeat {
     pub seat_id: SeatId,
     pub user_id: UserId,
     pub confirmed: bool,
+    /// `None` once confirmed.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

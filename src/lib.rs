@@ -6,6 +6,7 @@ use tokio::net::TcpListener;
 
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod http;
 pub mod reaper;
 pub mod reports;
@@ -60,7 +61,17 @@ pub async fn serve<S: SeatStore>(
         config.reaper_batch_size,
     );
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    let served = axum::serve(listener, app(store, config))
+    // Event streams never end by themselves: they are ended first, so that the requests in
+    // flight can finish.
+    let stop_streams = tokio_util::sync::CancellationToken::new();
+    let shutdown = {
+        let stop_streams = stop_streams.clone();
+        async move {
+            shutdown.await;
+            stop_streams.cancel();
+        }
+    };
+    let served = axum::serve(listener, app(store, config, stop_streams))
         .with_graceful_shutdown(shutdown)
         .await;
     reaper.abort();

@@ -1,6 +1,6 @@
 //! Metrics in the Prometheus text format, served at `GET /metrics`: requests by route and
 //! status with latency histograms, holds by outcome, hold batch sizes and queue depth, pool
-//! connections, reaper runs and rows. Recorded with the `metrics` crate's macros wherever the
+//! connections, reaper runs and rows, open event streams. Recorded with the `metrics` crate's macros wherever the
 //! thing happens; this module installs the recorder and renders it.
 
 use std::sync::OnceLock;
@@ -22,6 +22,7 @@ pub const HOLD_QUEUE_DEPTH: &str = "boxoffice_hold_queue_depth";
 pub const POOL_CONNECTIONS: &str = "boxoffice_db_pool_connections";
 pub const REAPER_RUNS: &str = "boxoffice_reaper_runs_total";
 pub const REAPER_ROWS: &str = "boxoffice_reaper_rows_total";
+pub const EVENT_STREAMS: &str = "boxoffice_event_streams";
 
 /// The process's recorder, installed the first time it is asked for. There is one per process
 /// (the macros record into a global), so every router in a process shares it.

@@ -42,6 +42,8 @@ pub enum AppError {
     Timeout,
     /// A change ran out of time or lost contact while under way: it may have taken effect.
     OutcomeUnknown,
+    /// The process has as many event streams open as it allows.
+    TooManyStreams,
     Unauthorized,
     ReportNotFound,
     ReportsNeedPostgres,
@@ -140,6 +142,11 @@ impl AppError {
                 S::SERVICE_UNAVAILABLE,
                 "outcome_unknown",
                 "the request may or may not have taken effect: check before retrying".into(),
+            ),
+            TooManyStreams => (
+                S::SERVICE_UNAVAILABLE,
+                "too_many_streams",
+                "too many live update streams are open: poll the seat map instead".into(),
             ),
             Unauthorized => (
                 S::UNAUTHORIZED,

@@ -19,6 +19,7 @@ use crate::store::SeatStore;
 use crate::telemetry;
 
 pub mod error;
+mod events;
 mod health;
 mod movies;
 mod reports;
@@ -26,12 +27,15 @@ mod seat_maps;
 mod sessions;
 
 pub use error::AppError;
+use events::Streams;
 use seat_maps::SeatMaps;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Clone)]
 pub struct AppState<S> {
     pub store: S,
     pub seat_maps: Arc<SeatMaps>,
+    pub streams: Arc<Streams>,
     /// `REPORTS_TOKEN`; `None`: the reports route is off.
     pub reports_token: Option<Arc<str>>,
 }
@@ -48,8 +52,9 @@ pub struct UserBody {
     pub user_id: String,
 }
 
-/// The whole application: API routes, health checks, and the page from `static_dir`.
-pub fn app<S: SeatStore>(store: S, config: &Config) -> Router {
+/// The whole application: API routes, health checks, and the page from `static_dir`. Its
+/// event streams end when `stop_streams` is cancelled.
+pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationToken) -> Router {
     // Before anything is recorded: what is recorded without a recorder is lost.
     telemetry::handle();
     let unknown_route = || async { AppError::RouteNotFound };
@@ -60,6 +65,7 @@ pub fn app<S: SeatStore>(store: S, config: &Config) -> Router {
     Router::new()
         .route("/movies", get(movies::list::<S>))
         .route("/movies/{movie_id}/seats", get(movies::seat_map::<S>))
+        .route("/movies/{movie_id}/events", get(events::stream::<S>))
         .route(
             "/movies/{movie_id}/seats/{seat_id}/hold",
             post(sessions::hold::<S>),
@@ -81,6 +87,7 @@ pub fn app<S: SeatStore>(store: S, config: &Config) -> Router {
         .with_state(AppState {
             store,
             seat_maps: Arc::default(),
+            streams: Arc::new(Streams::new(config.max_event_streams, stop_streams)),
             reports_token: config.reports_token.as_deref().map(Arc::from),
         })
         .layer(

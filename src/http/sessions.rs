@@ -30,7 +30,7 @@ pub struct BookingBody {
 }
 
 /// RFC 3339 in UTC with millisecond precision: what browsers' `Date` parses exactly.
-fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+pub(super) fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 

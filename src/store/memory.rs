@@ -8,12 +8,15 @@ use chrono::{DateTime, Utc};
 
 use super::{HoldPolicy, SeatStore, SessionStatus, StoreError, StoreResult, Verdict, lock_order};
 use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, TakenSeat, UserId, seed_movies};
+use crate::events::{Change, ChangeKind, Hub};
 use crate::reports::{Report, Rows};
 
 #[derive(Clone)]
 pub struct MemoryStore {
     policy: HoldPolicy,
     state: Arc<Mutex<State>>,
+    /// Changes are published under the state's lock, so in the order they were made.
+    events: Hub,
 }
 
 #[derive(Default)]
@@ -62,6 +65,25 @@ impl MemoryStore {
         Self {
             policy,
             state: Arc::new(Mutex::new(state)),
+            events: Hub::new(),
+        }
+    }
+
+    /// Publishes a change of `seats` (in seat order) of `movie_id`, if there are any.
+    fn publish(
+        &self,
+        kind: ChangeKind,
+        movie_id: &str,
+        seat_ids: Vec<SeatId>,
+        expires_at: Option<DateTime<Utc>>,
+    ) {
+        if !seat_ids.is_empty() {
+            self.events.publish(Change {
+                kind,
+                movie_id: movie_id.to_owned(),
+                seat_ids,
+                expires_at,
+            });
         }
     }
 
@@ -141,6 +163,7 @@ impl SeatStore for MemoryStore {
                 seat_id: seat.clone(),
                 user_id: row.user.clone(),
                 confirmed: row.expires_at.is_none(),
+                expires_at: row.expires_at,
             })
             .collect())
     }
@@ -167,15 +190,19 @@ impl SeatStore for MemoryStore {
         }
 
         // Lapsed holds on these seats are taken over.
-        let lapsed: Vec<SessionId> = state.seats.get(&movie.id).map_or_else(Vec::new, |map| {
-            seats
-                .iter()
-                .filter_map(|seat| map.get(seat).map(|row| row.session))
-                .collect()
-        });
-        for session in lapsed {
+        let lapsed: Vec<(SeatId, SessionId)> =
+            state.seats.get(&movie.id).map_or_else(Vec::new, |map| {
+                seats
+                    .iter()
+                    .filter_map(|seat| map.get(seat).map(|row| (seat.clone(), row.session)))
+                    .collect()
+            });
+        let mut expired = Vec::new();
+        for (seat, session) in lapsed {
             state.end_hold(session, SessionStatus::Expired);
+            expired.push(seat);
         }
+        self.publish(ChangeKind::Expired, &movie.id, expired, None);
 
         let session = SessionId::new();
         let expires_at = now + self.policy.ttl;
@@ -205,6 +232,7 @@ impl SeatStore for MemoryStore {
             .entry(user.clone())
             .or_default()
             .insert(session);
+        self.publish(ChangeKind::Held, &movie.id, seats.clone(), Some(expires_at));
 
         Ok(Hold {
             session_id: session,
@@ -236,6 +264,12 @@ impl SeatStore for MemoryStore {
             for seat in &booking.seats {
                 map.get_mut(seat).expect("held seats have rows").expires_at = None;
             }
+            self.publish(
+                ChangeKind::Confirmed,
+                &booking.movie_id,
+                booking.seats.clone(),
+                None,
+            );
         }
         Ok(booking)
     }
@@ -254,6 +288,7 @@ impl SeatStore for MemoryStore {
                 map.remove(seat);
             }
         }
+        self.publish(ChangeKind::Released, &movie_id, seats, None);
         Ok(())
     }
 
@@ -275,18 +310,28 @@ impl SeatStore for MemoryStore {
                 }
             }
         }
-        for (movie, seat, session) in &doomed {
+        let reaped = doomed.len() as u64;
+        let mut by_movie: BTreeMap<String, Vec<SeatId>> = BTreeMap::new();
+        for (movie, seat, session) in doomed {
             state
                 .seats
-                .get_mut(movie)
+                .get_mut(&movie)
                 .expect("found above")
-                .remove(seat);
-            state.end_hold(*session, SessionStatus::Expired);
+                .remove(&seat);
+            state.end_hold(session, SessionStatus::Expired);
+            by_movie.entry(movie).or_default().push(seat);
         }
-        Ok(doomed.len() as u64)
+        for (movie, seats) in by_movie {
+            self.publish(ChangeKind::Expired, &movie, seats, None);
+        }
+        Ok(reaped)
     }
 
     async fn ping(&self) -> StoreResult<()> {
         Ok(())
+    }
+
+    fn events(&self) -> &Hub {
+        &self.events
     }
 }

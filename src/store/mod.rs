@@ -4,6 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
+use crate::events::Hub;
 use crate::reports::{Report, Rows};
 
 pub mod batcher;
@@ -204,6 +205,9 @@ pub trait SeatStore: Clone + Send + Sync + 'static {
 
     /// Whether the backing storage answers.
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The seat changes of this store, as they happen, from whichever process made them.
+    fn events(&self) -> &Hub;
 
     /// Sets the gauges that describe the store now (connections, queue depth), just before
     /// the metrics are read.

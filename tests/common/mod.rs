@@ -8,6 +8,7 @@
 
 pub mod process;
 pub mod server;
+pub mod sse;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 
@@ -14,9 +15,11 @@ use super::{
     HoldPolicy, SeatStore, SessionStatus, StoreError, StoreResult, Unavailable, Verdict, lock_order,
 };
 use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
+use crate::events::Hub;
 use crate::reports::{Report, Rows};
 
 mod hold;
+pub mod listener;
 pub mod reports;
 
 pub use hold::HoldQueue;
@@ -74,6 +77,9 @@ pub struct PgStore {
     /// is served without a restart.
     movies: Arc<RwLock<HashMap<String, Movie>>>,
     holds: hold::Holds,
+    /// Fed by this process's listening connection, with every process's changes.
+    events: Hub,
+    _listener: Arc<listener::Listener>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -109,13 +115,18 @@ impl PgStore {
         Self::with_queue(pool, policy, HoldQueue::default())
     }
 
-    /// `new`, with the hold queue set up as given.
+    /// `new`, with the hold queue set up as given. Starts listening for seat changes too, on
+    /// a connection of its own with the pool's settings.
     pub fn with_queue(pool: PgPool, policy: HoldPolicy, queue: HoldQueue) -> Self {
+        let events = Hub::waiting();
+        let listener = listener::Listener::start((*pool.connect_options()).clone(), events.clone());
         Self {
             holds: hold::Holds::start(pool.clone(), policy, queue, HOLD_WORKERS),
             pool,
             policy,
             movies: Arc::default(),
+            events,
+            _listener: Arc::new(listener),
         }
     }
 
@@ -270,8 +281,8 @@ impl SeatStore for PgStore {
     }
 
     async fn seat_map(&self, movie_id: &str) -> StoreResult<Vec<TakenSeat>> {
-        let rows: Vec<(String, String, bool)> = sqlx::query_as(
-            r#"select seat_id, user_id, status = 'confirmed' from seat_holds
+        let rows: Vec<(String, String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
+            r#"select seat_id, user_id, status = 'confirmed', expires_at from seat_holds
                where movie_id = $1 and (status = 'confirmed' or expires_at > now())
                order by seat_id collate "C""#,
         )
@@ -280,13 +291,14 @@ impl SeatStore for PgStore {
         .await
         .map_err(classify)?;
         rows.into_iter()
-            .map(|(seat_id, user_id, confirmed)| {
+            .map(|(seat_id, user_id, confirmed, expires_at)| {
                 Ok(TakenSeat {
                     seat_id: SeatId::parse(&seat_id)
                         .map_err(|_| corrupt("seat_holds.seat_id", &seat_id))?,
                     user_id: UserId::parse(user_id)
                         .map_err(|e| corrupt("seat_holds.user_id", &e.to_string()))?,
                     confirmed,
+                    expires_at,
                 })
             })
             .collect()
@@ -350,6 +362,10 @@ impl SeatStore for PgStore {
             .await
             .map_err(classify)?;
         Ok(u64::try_from(reaped).unwrap_or(0))
+    }
+
+    fn events(&self) -> &Hub {
+        &self.events
     }
 
     fn observe(&self) {

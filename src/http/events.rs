@@ -1,0 +1,244 @@
+//! `GET /movies/{movie_id}/events`: the seat map, live, as server-sent events.
+//!
+//! A stream opens with a `snapshot` (the taken seats and a version), then sends one event per
+//! change (`held`, `confirmed`, `released`, `expired`) with the seats and the new version.
+//! Event ids come from this process's hub, so a browser that reconnects with `Last-Event-ID`
+//! resumes where it left off when this process still has every change since; otherwise it gets
+//! a fresh snapshot. Nothing in a stream names a user: it is public.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+use tokio_util::sync::CancellationToken;
+
+use super::seat_maps::{Rendered, SeatMaps};
+use super::sessions::rfc3339;
+use super::{AppError, AppState};
+use crate::domain::SeatId;
+use crate::events::{Change, Message, Start, Subscription};
+use crate::store::SeatStore;
+
+/// A comment this often keeps proxies from closing an idle stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// How long a browser waits before reconnecting a stream that ended.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// What every stream of this process shares: the cap on how many are open, the signal that
+/// ends them all (graceful shutdown), and their snapshot reads.
+pub struct Streams {
+    open: Arc<Semaphore>,
+    stop: CancellationToken,
+    snapshots: SeatMaps,
+}
+
+impl Streams {
+    pub fn new(max_open: usize, stop: CancellationToken) -> Self {
+        Self {
+            open: Arc::new(Semaphore::new(max_open)),
+            stop,
+            snapshots: SeatMaps::default(),
+        }
+    }
+}
+
+/// One seat of a snapshot.
+#[derive(Serialize)]
+struct SnapshotSeat {
+    seat_id: SeatId,
+    /// `held` or `booked`; free seats are not listed.
+    state: &'static str,
+    #[serde(
+        serialize_with = "optional_rfc3339",
+        skip_serializing_if = "Option::is_none"
+    )]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct ChangeData<'a> {
+    version: u64,
+    seat_ids: &'a [SeatId],
+    #[serde(
+        serialize_with = "optional_rfc3339",
+        skip_serializing_if = "Option::is_none"
+    )]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+fn optional_rfc3339<S: serde::Serializer>(
+    at: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    rfc3339(&at.expect("skipped when none"), serializer)
+}
+
+pub async fn stream<S: SeatStore>(
+    State(app): State<AppState<S>>,
+    Path(movie_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let permit = app
+        .streams
+        .open
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| AppError::TooManyStreams)?;
+    let movie = app.store.movie(&movie_id).await?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok());
+    // Subscribed before the snapshot is read, so nothing falls between the two.
+    let Subscription { start, receiver } = app.store.events().subscribe(&movie.id, last_event_id);
+    let mut feed = Feed {
+        app,
+        movie_id: movie.id,
+        receiver,
+        pending: VecDeque::new(),
+        seen: 0,
+        _permit: permit,
+    };
+    match start {
+        Start::Snapshot { version } => {
+            let snapshot = feed.snapshot(version).await?;
+            feed.pending.push_back(snapshot);
+        }
+        // The snapshot comes with the resync.
+        Start::Wait => {}
+        Start::Resume(missed) => {
+            for message in missed {
+                feed.pending.extend(feed.event(&message));
+            }
+        }
+    }
+    metrics::gauge!(crate::telemetry::EVENT_STREAMS).increment(1);
+    let stop = feed.app.streams.stop.clone();
+    let events = futures_util::stream::unfold(feed, Feed::next);
+    let events = futures_util::StreamExt::take_until(events, stop.cancelled_owned());
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response())
+}
+
+/// One open stream.
+struct Feed<S> {
+    app: AppState<S>,
+    movie_id: String,
+    receiver: broadcast::Receiver<Message>,
+    /// Events to send before waiting for more.
+    pending: VecDeque<Event>,
+    /// Messages numbered up to this are in the last snapshot sent.
+    seen: u64,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<S> Drop for Feed<S> {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::telemetry::EVENT_STREAMS).decrement(1);
+    }
+}
+
+impl<S: SeatStore> Feed<S> {
+    /// The next event, or `None` to end the stream: the hub is gone, or a snapshot it needed
+    /// could not be read (the browser reconnects, and is given one then).
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some((Ok(event), self));
+            }
+            let version = match self.receiver.recv().await {
+                Ok(message) => match self.event(&message) {
+                    Some(event) => return Some((Ok(event), self)),
+                    None if matches!(message, Message::Resync { .. }) => message.seq(),
+                    None => continue,
+                },
+                // Fallen too far behind to be sent every change: a snapshot instead, of
+                // everything numbered so far (later messages may be in it too, and are
+                // applied again; they change nothing).
+                Err(RecvError::Lagged(_)) => self.app.store.events().version(),
+                Err(RecvError::Closed) => return None,
+            };
+            match self.snapshot(version).await {
+                Ok(snapshot) => return Some((Ok(snapshot), self)),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The event for `message`, if this stream sends it as it is: a change of this movie
+    /// that the last snapshot does not already show.
+    fn event(&self, message: &Message) -> Option<Event> {
+        let Message::Change { seq, change } = message else {
+            return None;
+        };
+        if *seq <= self.seen || change.movie_id != self.movie_id {
+            return None;
+        }
+        let Change {
+            kind,
+            seat_ids,
+            expires_at,
+            ..
+        } = &**change;
+        let data = ChangeData {
+            version: *seq,
+            seat_ids,
+            expires_at: *expires_at,
+        };
+        let event = self.numbered(kind.as_str(), *seq);
+        Some(event.json_data(&data).expect("event data serialises"))
+    }
+
+    /// A `snapshot` event reflecting every message numbered up to `version`, from a read
+    /// started after this call.
+    async fn snapshot(&mut self, version: u64) -> Result<Event, AppError> {
+        let store = &self.app.store;
+        let movie_id = self.movie_id.as_str();
+        let Rendered { body, .. } = self
+            .app
+            .streams
+            .snapshots
+            .read(movie_id, || render(store, movie_id))
+            .await?;
+        self.seen = version;
+        let seats = std::str::from_utf8(&body).map_err(|_| AppError::Internal)?;
+        let server_time = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        // The seats are rendered once for every stream that reads them together.
+        let data =
+            format!(r#"{{"version":{version},"server_time":"{server_time}","seats":{seats}}}"#);
+        Ok(self.numbered("snapshot", version).retry(RETRY).data(data))
+    }
+
+    fn numbered(&self, kind: &str, seq: u64) -> Event {
+        let id = self.app.store.events().event_id(&self.movie_id, seq);
+        Event::default().event(kind).id(id)
+    }
+}
+
+async fn render<S: SeatStore>(store: &S, movie_id: &str) -> Result<Rendered, AppError> {
+    let seats: Vec<SnapshotSeat> = store
+        .seat_map(movie_id)
+        .await?
+        .into_iter()
+        .map(|seat| SnapshotSeat {
+            seat_id: seat.seat_id,
+            state: if seat.confirmed { "booked" } else { "held" },
+            expires_at: seat.expires_at,
+        })
+        .collect();
+    let body = serde_json::to_vec(&seats).map_err(|_| AppError::Internal)?;
+    Ok(Rendered {
+        body: body.into(),
+        etag: String::new(),
+    })
+}
