@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::process::ServerProcess;
+use common::sse::EventStream;
 use common::{TestDb, json_of};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -123,6 +124,9 @@ async fn two_reapers_remove_every_expired_hold_once_with_one_ledger_row_each() {
         ],
     );
     let client = reqwest::Client::new();
+    let mut stream =
+        EventStream::open(&client, &servers[0].url("/movies/inception/events"), None).await;
+    assert_eq!(stream.next().await.unwrap().event, "snapshot");
     let seats: Vec<String> = ["A", "B", "C", "D", "E"]
         .iter()
         .flat_map(|row| (1..=8).map(move |n| format!("{row}{n}")))
@@ -175,4 +179,46 @@ async fn two_reapers_remove_every_expired_hold_once_with_one_ledger_row_each() {
         .await
         .unwrap();
     assert_eq!(sessions, ["expired"]);
+
+    // One expired event per seat, whichever process reaped it; then a last hold marks the
+    // end, so a duplicate in between would be seen.
+    let mut expired = Vec::new();
+    let mut held = 0;
+    let marker = hold(&client, &servers[1], "A1", "marker").await;
+    assert_eq!(marker.status(), StatusCode::CREATED);
+    loop {
+        let event = stream.next().await.expect("the stream is open");
+        match event.event.as_str() {
+            "held" if event.seats() == ["A1"] && held == seats.len() => break,
+            "held" => held += event.seats().len(),
+            "expired" => expired.extend(event.seats()),
+            other => panic!("unexpected {other} event: {event:?}"),
+        }
+    }
+    expired.sort();
+    let mut expected = seats.clone();
+    expected.sort();
+    assert_eq!(expired, expected, "every seat expired once");
+}
+
+#[tokio::test]
+async fn a_hold_made_through_one_process_reaches_a_subscriber_of_the_other_within_a_second() {
+    let db = TestDb::new().await;
+    let servers = two_servers(&db, &[]);
+    let client = reqwest::Client::new();
+    let mut stream =
+        EventStream::open(&client, &servers[1].url("/movies/inception/events"), None).await;
+    assert_eq!(stream.next().await.unwrap().event, "snapshot");
+    for seat in ["B1", "B2", "B3"] {
+        let response = hold(&client, &servers[0], seat, "alice").await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let acknowledged = Instant::now();
+        let event = stream.next().await.unwrap();
+        let delay = acknowledged.elapsed();
+        assert_eq!(
+            (event.event.as_str(), event.seats()),
+            ("held", vec![seat.to_owned()])
+        );
+        assert!(delay < Duration::from_secs(1), "{seat} took {delay:?}");
+    }
 }
