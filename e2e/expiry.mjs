@@ -1,9 +1,9 @@
 // A hold nobody confirms runs out on the holder's screen and in everyone else's view.
 // The server runs with HOLD_TTL of a few seconds for this scenario.
 import assert from "node:assert/strict";
-import { expectMessage, expectSeat, holdRow, scenario, seat, visitor } from "./lib.mjs";
+import { STREAMS, expectMessage, expectSeat, holdRow, scenario, seat, visitor } from "./lib.mjs";
 
-await scenario("an unconfirmed hold expires", async (browser) => {
+await scenario(`an unconfirmed hold expires (streams ${STREAMS})`, async (browser) => {
   const a = await visitor(browser, "dune-part-two");
   const b = await visitor(browser, "dune-part-two");
 
@@ -27,7 +27,7 @@ await scenario("an unconfirmed hold expires", async (browser) => {
   await expectSeat(a, "B2", "held");
 });
 
-await scenario("a hold whose countdown lags the server's clock still ends as expired", async (browser) => {
+await scenario(`a hold whose countdown lags the server's clock still ends as expired (streams ${STREAMS})`, async (browser) => {
   const a = await visitor(browser, "dune-part-two");
   const c = await visitor(browser, "dune-part-two");
   // C's page thinks the server's clock is 5 s behind: its countdown runs 5 s late.

@@ -1,6 +1,6 @@
 // Shared helpers for the browser scenarios. Each scenario is run by tests/browser.rs with
 // BASE_URL (a server it started), DATABASE_URL (that server's database), ARTIFACTS (a folder
-// for screenshots) and CHROMIUM (the browser binary) in the environment.
+// for screenshots), CHROMIUM (the browser binary) and STREAMS in the environment.
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { chromium } from "playwright-core";
@@ -8,6 +8,8 @@ import { chromium } from "playwright-core";
 export const BASE_URL = required("BASE_URL");
 export const DATABASE_URL = process.env.DATABASE_URL;
 export const ARTIFACTS = process.env.ARTIFACTS ?? "target/e2e-artifacts";
+// Whether the server offers event streams (`on`) or refuses them (`off`, MAX_EVENT_STREAMS=0).
+export const STREAMS = process.env.STREAMS ?? "on";
 
 function required(name) {
   const value = process.env[name];

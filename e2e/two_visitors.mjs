@@ -1,32 +1,46 @@
 // Two people on one movie see each other's holds, bookings and releases, and can't take a
-// seat the other holds.
+// seat the other holds. With STREAMS=on the pages follow the event stream and don't poll;
+// with STREAMS=off the server refuses streams and they poll.
 import assert from "node:assert/strict";
-import { expectMessage, expectSeat, holdRow, scenario, seat, sql, visitor } from "./lib.mjs";
+import { STREAMS, expectMessage, expectSeat, holdRow, scenario, seat, sql, visitor } from "./lib.mjs";
 
-await scenario("two visitors share one seat map", async (browser) => {
+await scenario(`two visitors share one seat map (streams ${STREAMS})`, async (browser) => {
   const a = await visitor(browser, "inception");
   const b = await visitor(browser, "inception");
+  await b.waitForFunction((mode) => document.documentElement.dataset.updates === mode,
+    STREAMS === "on" ? "stream" : "polling");
+  let polls = 0;
+  b.on("request", (request) => { if (request.url().endsWith("/movies/inception/seats")) polls++; });
 
   // A holds C5: B sees it held within 3 s, and is refused it.
   await seat(a, "C5").click();
   await expectSeat(a, "C5", "mine", 1000);
   await holdRow(a, "C5").locator(".countdown").waitFor();
   await expectSeat(b, "C5", "held");
+  if (STREAMS === "on") assert.equal(polls, 0, "B follows the stream, without polling");
+  else assert.ok(polls > 0, "B polls");
   // aria-disabled seats still take clicks (and say why not); force skips the check that
   // would wait for the seat to become enabled.
   await seat(b, "C5").click({ force: true });
   await expectMessage(b, /held by someone else/);
   await expectSeat(b, "C5", "held");
 
-  // B's map is a moment behind when A takes C6: B clicks, loses the race politely, and the
-  // map catches up.
-  await b.route("**/movies/inception/seats", (route) => route.fulfill({ json: [] }));
+  // B's map is a moment behind when A takes C6 (B reloads, and both the map and the stream
+  // show an empty room): B clicks, loses the race politely, and the map catches up.
+  const stale = { seats: "**/movies/inception/seats", events: "**/movies/inception/events" };
+  await b.route(stale.seats, (route) => route.fulfill({ json: [] }));
+  await b.route(stale.events, (route) => route.fulfill({
+    headers: { "content-type": "text/event-stream" },
+    body: `retry: 300\nevent: snapshot\ndata: ${JSON.stringify({ version: 1, server_time: new Date().toISOString(), seats: [] })}\n\n`,
+  }));
+  await b.reload();
   await expectSeat(b, "C5", "free");
   await seat(a, "C6").click();
   await expectSeat(a, "C6", "mine", 1000);
   await seat(b, "C6").click();
   await expectMessage(b, /seat C6 was just taken by someone else/);
-  await b.unroute("**/movies/inception/seats");
+  await b.unroute(stale.seats);
+  await b.unroute(stale.events);
   await expectSeat(b, "C6", "held");
   assert.equal(await seat(b, "C7").isEnabled(), true, "the map stays usable");
 

@@ -1,8 +1,10 @@
 // The seat-map page: pick a movie, click a seat to hold it, confirm or release it before the
-// countdown ends. Plain JavaScript against the REST API; no build step.
+// countdown ends. Plain JavaScript against the REST API; no build step. The map follows other
+// people's changes over the movie's event stream, and by polling when there is no stream.
 "use strict";
 
-const POLL_MS = 1000; // the map follows other people's changes within this (plus a request)
+const POLL_MS = 1000; // without a stream, the map follows changes within this (plus a request)
+const STREAM_RETRY_MS = 30000; // after the server refused a stream, try again this much later
 const MOVIES_POLL_MS = 5000; // free-seat counts in the movie list
 const URGENT_SECS = 30;
 
@@ -29,13 +31,16 @@ const userId = (() => {
 // State
 let movies = [];               // [{id, title, rows, seats_per_row, free}]
 let movieId = null;            // the movie on screen
-let taken = new Map();         // seat_id -> {user_id, confirmed}
+let taken = new Map();         // seat_id -> {user_id, confirmed, expiresAt (server ms, held seats from the stream)}
 const holds = new Map();       // session_id -> {movieId, seatId, expiresAt (server ms), deadline (local ms)}
 const HOLDS_KEY = `boxoffice-holds-${userId}`; // where they are kept across reloads
 let clockOffset = 0;           // server clock minus local clock, ms
 let serverDate = 0;            // the Date header of the last answer (server ms, whole seconds)
 const busySeats = new Set();   // seats with a request in flight
 let changes = 0;               // my own changes so far: a map fetched before one is stale
+let stream = null;             // the EventSource following the movie on screen
+let live = false;              // whether `stream` is up to date (then there is no polling)
+let checking = null;           // a look at the map in flight, to see which holds are still mine
 
 // ---------------------------------------------------------------------------------------
 // The API
@@ -114,6 +119,7 @@ async function selectMovie(id) {
   if (movieId !== null) releaseAll(); // switching movies, not opening the page
   movieId = id;
   taken = new Map();
+  follow(id);
   if (location.hash !== `#${id}`) history.replaceState(null, "", `#${id}`);
   const movie = movies.find((m) => m.id === id);
   $("room-title").textContent = movie.title;
@@ -121,7 +127,7 @@ async function selectMovie(id) {
   buildGrid(movie);
   renderMovies();
   say("");
-  await refresh();
+  if (!stream) await refresh(); // a stream starts with a snapshot
 }
 
 // ---------------------------------------------------------------------------------------
@@ -173,33 +179,150 @@ function paintSeats() {
   }
 }
 
-async function refresh() {
+// The seat map as the seat-map route has it (it names holders), or null when it can't be
+// read or is stale by the time it comes: the movie changed, or I changed a seat meanwhile.
+async function readMap() {
   const id = movieId;
-  if (!id) return;
+  if (!id) return null;
   const seen = changes;
   let list;
   try {
     list = await api("GET", `/movies/${encodeURIComponent(id)}/seats`);
   } catch {
-    return; // the banner says so; the next poll retries
+    return null; // the banner says so; the next look retries
   }
-  if (id !== movieId || seen !== changes) return;
-  taken = new Map(list.map((t) => [t.seat_id, t]));
-  // A hold of mine that is no longer on the map expired (the countdown, on an estimate of the
-  // server's clock, may lag behind by a moment: the answer's Date, whole seconds, decides) or
-  // ended elsewhere (another tab).
+  if (id !== movieId || seen !== changes) return null;
+  return new Map(list.map((t) => [t.seat_id, t]));
+}
+
+// Polling, while there is no live stream.
+async function refresh() {
+  if (live) return;
+  const map = await readMap();
+  if (!map || live) return;
+  taken = map;
+  settleHolds(map);
+  seatsChanged();
+}
+
+// A hold of mine that `map` no longer shows as mine expired (the countdown, on an estimate of
+// the server's clock, may lag behind by a moment: the answer's Date, whole seconds, decides)
+// or ended elsewhere (another tab).
+function settleHolds(map) {
   for (const [session, h] of holds) {
-    if (h.movieId === id && !h.ended && seatState(h.seatId) !== "mine" && !busySeats.has(h.seatId)) {
-      if (serverDate + 1000 >= h.expiresAt) expire(session, h);
-      else endHold(session, `Your hold on seat ${h.seatId} has ended.`, "Hold ended");
-    }
+    if (h.movieId !== movieId || h.ended || busySeats.has(h.seatId)) continue;
+    const t = map.get(h.seatId);
+    if (t && t.user_id === userId && !t.confirmed) continue;
+    if (serverDate + 1000 >= h.expiresAt) expire(session, h);
+    else endHold(session, `Your hold on seat ${h.seatId} has ended.`, "Hold ended");
   }
-  const movie = movies.find((m) => m.id === id);
+}
+
+function seatsChanged() {
+  const movie = movies.find((m) => m.id === movieId);
   if (movie && movie.free !== movie.rows * movie.seats_per_row - taken.size) {
     movie.free = movie.rows * movie.seats_per_row - taken.size;
     renderMovies();
   }
   paintSeats();
+}
+
+// ---------------------------------------------------------------------------------------
+// The event stream. It names no holders, so the page tells its own seats by its holds (a
+// held seat is mine when it runs out exactly when a hold of mine does). When the stream
+// says a seat of mine is no longer mine, that may be an old change still on its way, so the
+// seat stays mine on screen until the seat-map route, which names holders, says otherwise.
+function follow(id) {
+  stream?.close();
+  stream = null;
+  setLive(false);
+  if (typeof EventSource !== "function") return;
+  const source = new EventSource(`/movies/${encodeURIComponent(id)}/events`);
+  stream = source;
+  const current = () => stream === source;
+  // A stream that reconnected and resumed is up to date again; one that gets a snapshot is
+  // once the snapshot is in.
+  source.addEventListener("open", () => { if (current()) setLive(true); });
+  source.addEventListener("snapshot", (e) => {
+    if (!current()) return;
+    const data = JSON.parse(e.data);
+    clockOffset = Date.parse(data.server_time) - Date.now();
+    taken = new Map(data.seats.map((s) => [s.seat_id, seatEntry(s.seat_id, s.state === "booked", s.expires_at)]));
+    setLive(true);
+    streamChanged();
+  });
+  for (const kind of ["held", "confirmed", "released", "expired"]) {
+    source.addEventListener(kind, (e) => {
+      if (!current()) return;
+      const data = JSON.parse(e.data);
+      for (const seatId of data.seat_ids) {
+        if (kind === "held" || kind === "confirmed") {
+          taken.set(seatId, seatEntry(seatId, kind === "confirmed", data.expires_at));
+        } else {
+          taken.delete(seatId);
+        }
+      }
+      streamChanged();
+    });
+  }
+  source.addEventListener("error", () => {
+    if (!current()) return;
+    setLive(false); // polling until the stream is back
+    if (source.readyState === EventSource.CLOSED) {
+      // Refused (the server's cap, or streams turned off): poll, and try again later.
+      stream = null;
+      refresh();
+      setTimeout(() => { if (movieId === id && stream === null) follow(id); }, STREAM_RETRY_MS);
+    }
+  });
+}
+
+// Whether the map follows a live stream or polls; shown on the page element for tests and
+// for anyone debugging the page.
+function setLive(value) {
+  live = value;
+  document.documentElement.dataset.updates = value ? "stream" : "polling";
+}
+
+function seatEntry(seatId, confirmed, expiresAt) {
+  const until = expiresAt ? Date.parse(expiresAt) : null;
+  const mine = !confirmed && [...holds.values()].some((h) =>
+    !h.ended && h.movieId === movieId && h.seatId === seatId && h.expiresAt === until);
+  return { seat_id: seatId, user_id: mine ? userId : null, confirmed, expiresAt: until };
+}
+
+function streamChanged() {
+  let doubt = false;
+  for (const h of holds.values()) {
+    if (h.movieId !== movieId || h.ended || busySeats.has(h.seatId)) continue;
+    if (seatState(h.seatId) === "mine") continue;
+    doubt = true;
+    if (!taken.has(h.seatId)) {
+      taken.set(h.seatId, { seat_id: h.seatId, user_id: userId, confirmed: false, expiresAt: h.expiresAt });
+    }
+  }
+  if (doubt) checkHolds();
+  seatsChanged();
+}
+
+// Looks at the map to settle which holds are still mine: one look at a time, looking again
+// when my own change made the answer stale. A look that fails is retried by the next event
+// or by polling.
+function checkHolds() {
+  checking ??= (async () => {
+    try {
+      for (let tries = 0; tries < 3; tries++) {
+        const map = await readMap();
+        if (map) {
+          settleHolds(map);
+          seatsChanged();
+          return;
+        }
+      }
+    } finally {
+      checking = null;
+    }
+  })();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -244,7 +367,7 @@ function hold(seat) {
     clockOffset = Date.parse(h.server_time) - Date.now();
     const expiresAt = Date.parse(h.expires_at);
     holds.set(h.session_id, { movieId: id, seatId: h.seat_id, expiresAt, deadline: expiresAt - clockOffset });
-    taken.set(h.seat_id, { seat_id: h.seat_id, user_id: userId, confirmed: false });
+    taken.set(h.seat_id, { seat_id: h.seat_id, user_id: userId, confirmed: false, expiresAt });
     say(`Seat ${seat} is held for you. Confirm it before the timer runs out.`, "ok");
   }, (e) => (e.code === "seat_taken"
     ? `Sorry — seat ${seat} was just taken by someone else. Please pick another seat.`
@@ -382,6 +505,16 @@ function renderHolds() {
 }
 
 function tick() {
+  // Someone else's hold runs out on the server's clock, reaped or not: the seat is free.
+  const now = Date.now() + clockOffset;
+  let lapsed = false;
+  for (const [seatId, t] of taken) {
+    if (!t.confirmed && t.user_id !== userId && t.expiresAt && t.expiresAt <= now) {
+      taken.delete(seatId);
+      lapsed = true;
+    }
+  }
+  if (lapsed) seatsChanged();
   for (const li of $("holds").querySelectorAll(".hold:not(.ended)")) {
     const session = li.dataset.session;
     const h = holds.get(session);
@@ -396,8 +529,7 @@ function tick() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Start. Updates come by polling for now; `startUpdates` is the one place to swap for
-// server-sent events.
+// Start. The map polls only while it has no live stream (refresh returns at once otherwise).
 function startUpdates() {
   setInterval(refresh, POLL_MS);
   setInterval(() => loadMovies().catch(() => {}), MOVIES_POLL_MS);

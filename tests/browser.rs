@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use boxoffice::Config;
 use boxoffice::store::PgStore;
 use common::{LONG_TTL, TestApp, TestDb, policy, test_config};
 use sqlx::postgres::PgPoolOptions;
@@ -63,26 +64,76 @@ async fn run_scenario(scenario: &str, app: &TestApp, db: &TestDb, env: &[(&str, 
     eprintln!("{scenario}: {:.1?} — {}", started.elapsed(), stdout.trim());
 }
 
+/// Whether the server offers event streams or refuses them, so that the page polls.
+#[derive(Clone, Copy)]
+enum Streams {
+    On,
+    Off,
+}
+
 async fn app_with_ttl(ttl: Duration) -> (TestApp, TestDb) {
+    app_with(ttl, Streams::On, |_| {}).await
+}
+
+async fn app_with(
+    ttl: Duration,
+    streams: Streams,
+    configure: impl FnOnce(&mut Config),
+) -> (TestApp, TestDb) {
     let db = TestDb::new().await;
     let mut config = test_config();
     config.hold = policy(ttl, 8);
+    if let Streams::Off = streams {
+        config.max_event_streams = 0;
+    }
+    configure(&mut config);
     let app = TestApp::spawn(db.store(config.hold, 8).await, config).await;
     (app, db)
 }
 
+fn streams_env(streams: Streams) -> [(&'static str, String); 1] {
+    let value = match streams {
+        Streams::On => "on",
+        Streams::Off => "off",
+    };
+    [("STREAMS", value.to_owned())]
+}
+
+async fn two_visitors(streams: Streams) {
+    let _browser = ONE_BROWSER.lock().await;
+    let (app, db) = app_with(LONG_TTL, streams, |_| {}).await;
+    run_scenario("two_visitors", &app, &db, &streams_env(streams)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_visitors_see_each_others_holds_bookings_and_releases() {
+    two_visitors(Streams::On).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_visitors_see_each_others_holds_bookings_and_releases_by_polling() {
+    two_visitors(Streams::Off).await;
+}
+
+async fn expiry(streams: Streams) {
     let _browser = ONE_BROWSER.lock().await;
-    let (app, db) = app_with_ttl(LONG_TTL).await;
-    run_scenario("two_visitors", &app, &db, &[]).await;
+    // With streams, a holder whose clock estimate is off learns of the expiry from the
+    // reaper's event: it runs often here, as the scenario gives it 1.5 s.
+    let (app, db) = app_with(Duration::from_secs(4), streams, |config| {
+        config.reaper_interval = Duration::from_millis(500);
+    })
+    .await;
+    run_scenario("expiry", &app, &db, &streams_env(streams)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unconfirmed_hold_expires_on_every_screen() {
-    let _browser = ONE_BROWSER.lock().await;
-    let (app, db) = app_with_ttl(Duration::from_secs(4)).await;
-    run_scenario("expiry", &app, &db, &[]).await;
+    expiry(Streams::On).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unconfirmed_hold_expires_on_every_screen_by_polling() {
+    expiry(Streams::Off).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
