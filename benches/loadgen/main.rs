@@ -106,7 +106,14 @@ async fn http_runs(
     broken: &mut Vec<String>,
 ) {
     let (db, admin) = fixtures::database(options.history).await;
-    let server = Server::start(&db, options.pool);
+    let server = Server::start(
+        &db,
+        &[
+            ("HOLD_TTL_SECS", fixtures::TTL.as_secs().to_string()),
+            ("DB_MAX_CONNECTIONS", options.pool.to_string()),
+            ("MAX_HOLDS_PER_USER", "8".into()),
+        ],
+    );
     for &scenario in &options.scenarios {
         let mut before = Told::default();
         match scenario {

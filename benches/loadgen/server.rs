@@ -1,4 +1,6 @@
-//! The release server under test, as a process of its own.
+//! The release server under test, as a process of its own (shared by the benchmarks).
+// Each benchmark uses part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
@@ -7,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::common::{self, TestDb};
-use crate::fixtures::TTL;
 
 pub struct Server {
     child: Child,
@@ -15,15 +16,14 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(db: &TestDb, pool: u32) -> Self {
+    /// Starts the server on `db` with the settings in `env`, once it listens.
+    pub fn start(db: &TestDb, env: &[(&str, String)]) -> Self {
         let port = common::free_port();
         let mut child = common::server_binary()
             .env("DATABASE_URL", &db.url)
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-            .env("HOLD_TTL_SECS", TTL.as_secs().to_string())
-            .env("DB_MAX_CONNECTIONS", pool.to_string())
-            .env("MAX_HOLDS_PER_USER", "8")
             .env("RUST_LOG", "warn,boxoffice=info")
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the release server");
@@ -42,6 +42,11 @@ impl Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
         }
+    }
+
+    /// Resident memory now, in bytes.
+    pub fn rss(&self) -> u64 {
+        rss(&format!("/proc/{}/status", self.child.id()))
     }
 
     /// User plus system CPU time so far.
@@ -66,25 +71,27 @@ impl Server {
         let status = format!("/proc/{}/status", self.child.id());
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
-            let rss = || {
-                std::fs::read_to_string(&status)
-                    .ok()
-                    .and_then(|text| {
-                        let kb = text.lines().find_map(|line| line.strip_prefix("VmRSS:"))?;
-                        kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
-                    })
-                    .unwrap_or(0)
-                    * 1024
-            };
             let mut peak = 0;
             while !flag.load(Ordering::Relaxed) {
-                peak = peak.max(rss());
+                peak = peak.max(rss(&status));
                 std::thread::sleep(Duration::from_millis(20));
             }
-            peak.max(rss())
+            peak.max(rss(&status))
         });
         (stop, handle)
     }
+}
+
+/// `VmRSS` of a `/proc/{pid}/status`, in bytes; 0 once the process is gone.
+fn rss(status: &str) -> u64 {
+    std::fs::read_to_string(status)
+        .ok()
+        .and_then(|text| {
+            let kb = text.lines().find_map(|line| line.strip_prefix("VmRSS:"))?;
+            kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
+        })
+        .unwrap_or(0)
+        * 1024
 }
 
 impl Drop for Server {
