@@ -6,12 +6,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::store::HoldPolicy;
-use crate::store::postgres::{HoldQueue, PoolSettings};
+use crate::store::postgres::{HoldQueue, PoolSettings, Pooler};
 
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `None`: the in-memory store, nothing persists.
     pub database_url: Option<String>,
+    /// PostgreSQL itself, when `database_url` goes through a pooler in transaction mode: for
+    /// migrations and the listening connection. `None`: `database_url`.
+    pub database_direct_url: Option<String>,
     pub bind_addr: SocketAddr,
     pub hold: HoldPolicy,
     pub reaper_interval: Duration,
@@ -49,6 +52,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             database_url: None,
+            database_direct_url: None,
             bind_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             hold: HoldPolicy {
                 ttl: Duration::from_secs(120),
@@ -60,6 +64,7 @@ impl Default for Config {
                 max_connections: 16,
                 acquire_timeout: Duration::from_secs(2),
                 statement_timeout: Duration::from_secs(5),
+                pooler: Pooler::Direct,
             },
             static_dir: PathBuf::from("static"),
             request_timeout: Duration::from_secs(10),
@@ -84,6 +89,7 @@ impl Config {
         let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
         let config = Self {
             database_url: get("DATABASE_URL"),
+            database_direct_url: get("DATABASE_DIRECT_URL"),
             bind_addr: parse(&get, "BIND_ADDR", d.bind_addr)?,
             hold: HoldPolicy {
                 ttl: seconds(&get, "HOLD_TTL_SECS", d.hold.ttl)?,
@@ -103,6 +109,7 @@ impl Config {
                     "DB_STATEMENT_TIMEOUT_SECS",
                     d.pool.statement_timeout,
                 )?,
+                pooler: parse(&get, "DATABASE_POOLER", d.pool.pooler)?,
             },
             static_dir: get("STATIC_DIR").map_or(d.static_dir, PathBuf::from),
             request_timeout: seconds(&get, "REQUEST_TIMEOUT_SECS", d.request_timeout)?,
@@ -123,6 +130,16 @@ impl Config {
                     "must be at least {MIN_REPORTS_TOKEN_LEN} characters, or empty to turn \
                      the reports route off"
                 ),
+            });
+        }
+        if config.pool.pooler == Pooler::Transaction && config.database_direct_url.is_none() {
+            return Err(ConfigError {
+                name: "DATABASE_DIRECT_URL",
+                value: String::new(),
+                reason: "must be set with DATABASE_POOLER=transaction: migrations and the \
+                         listening connection need a session of their own, straight to \
+                         PostgreSQL"
+                    .into(),
             });
         }
         if config.hold_queue().start_within.is_zero() {
@@ -227,6 +244,8 @@ mod tests {
         assert_eq!(config.report_time_zone, "UTC");
         assert_eq!(config.reports_token, None);
         assert_eq!(config.max_event_streams, 1000);
+        assert_eq!(config.pool.pooler, Pooler::Direct);
+        assert_eq!(config.database_direct_url, None);
     }
 
     #[test]
@@ -240,8 +259,15 @@ mod tests {
             ("REPORT_TIME_ZONE", "Europe/Paris"),
             ("REPORTS_TOKEN", "0123456789abcdef"),
             ("MAX_EVENT_STREAMS", "0"),
+            ("DATABASE_POOLER", "transaction"),
+            ("DATABASE_DIRECT_URL", "postgres://x:5432/y"),
         ])
         .unwrap();
+        assert_eq!(config.pool.pooler, Pooler::Transaction);
+        assert_eq!(
+            config.database_direct_url.as_deref(),
+            Some("postgres://x:5432/y")
+        );
         assert_eq!(config.database_url.as_deref(), Some("postgres://x/y"));
         assert_eq!(config.bind_addr.port(), 9000);
         assert_eq!(config.hold.ttl, Duration::from_millis(500));
@@ -265,9 +291,12 @@ mod tests {
             ("REQUEST_TIMEOUT_SECS", "8"),
             ("REPORTS_TOKEN", "short"),
             ("MAX_EVENT_STREAMS", "many"),
+            ("DATABASE_POOLER", "session"),
         ] {
             let err = from(&[(name, value)]).unwrap_err().to_string();
             assert!(err.starts_with(name), "{err}");
         }
+        let err = from(&[("DATABASE_POOLER", "transaction")]).unwrap_err();
+        assert!(err.to_string().starts_with("DATABASE_DIRECT_URL"), "{err}");
     }
 }

@@ -24,8 +24,14 @@ pub async fn run(config: Config) -> Result<(), BoxError> {
     let listener = TcpListener::bind(config.bind_addr).await?;
     match &config.database_url {
         Some(url) => {
-            let store =
-                PgStore::connect(url, &config.pool, config.hold, config.hold_queue()).await?;
+            let store = PgStore::connect(
+                url,
+                config.database_direct_url.as_deref(),
+                &config.pool,
+                config.hold,
+                config.hold_queue(),
+            )
+            .await?;
             store.set_report_time_zone(&config.report_time_zone).await?;
             tracing::info!("using PostgreSQL; migrations are up to date");
             serve(listener, store, &config, shutdown_signal()).await?;

@@ -103,11 +103,13 @@ async fn main() -> ExitCode {
 }
 
 /// Streams the report to stdout (CSV and JSON row by row). No statement timeout: a report of
-/// a long history may take longer than any request should.
+/// a long history may take longer than any request should. One session of its own, so
+/// straight to PostgreSQL (`DATABASE_DIRECT_URL`) when there is a pooler in between.
 async fn report(config: &boxoffice::Config, args: ReportArgs) -> Result<(), boxoffice::BoxError> {
     let url = config
-        .database_url
+        .database_direct_url
         .as_deref()
+        .or(config.database_url.as_deref())
         .ok_or(StoreError::ReportsNeedPostgres)?;
     let options = session_options(url.parse()?).application_name("boxoffice report");
     let connect = PgConnection::connect_with(&options);

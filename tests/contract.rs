@@ -1,4 +1,5 @@
-//! The `SeatStore` contract, written once and run against both stores.
+//! The `SeatStore` contract, written once and run against both stores, and against the
+//! PostgreSQL store behind PgBouncer in transaction mode.
 
 mod common;
 
@@ -423,6 +424,14 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name::<super::common::Postgres>().await;
+                }
+            )*
+        }
+        mod pooled {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name::<super::common::Pooled>().await;
                 }
             )*
         }

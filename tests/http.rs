@@ -6,6 +6,8 @@ mod common;
 use std::time::Duration;
 
 use boxoffice::store::PgStore;
+use boxoffice::store::postgres::Pooler;
+use common::pgbouncer::PgBouncer;
 use common::{LONG_TTL, SHORT_TTL, TestApp, TestDb, policy, test_config};
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
@@ -567,9 +569,15 @@ async fn a_database_refusing_connections_answers_503() {
     let db = TestDb::new().await;
     let mut config = test_config();
     config.pool.acquire_timeout = Duration::from_millis(300);
-    let store = PgStore::connect(&db.url, &config.pool, config.hold, config.hold_queue())
-        .await
-        .unwrap();
+    let store = PgStore::connect(
+        &db.url,
+        None,
+        &config.pool,
+        config.hold,
+        config.hold_queue(),
+    )
+    .await
+    .unwrap();
     let app = TestApp::spawn(store, config).await;
     let mut admin = sqlx::PgConnection::connect(&common::admin_url())
         .await
@@ -681,14 +689,27 @@ async fn a_read_that_runs_too_long_answers_503_timeout() {
     assert_unavailable(response, "timeout").await;
 }
 
-#[tokio::test]
-async fn a_statement_that_waits_too_long_answers_503() {
+/// `behind_pgbouncer`: the pool goes through PgBouncer in transaction mode, where the
+/// timeout is set in every transaction rather than at connection start-up.
+async fn a_statement_that_waits_too_long(behind_pgbouncer: bool) {
     let db = TestDb::new().await;
     let mut config = test_config();
     config.pool.statement_timeout = Duration::from_millis(300);
-    let store = PgStore::connect(&db.url, &config.pool, config.hold, config.hold_queue())
-        .await
-        .unwrap();
+    let (url, direct_url) = if behind_pgbouncer {
+        config.pool.pooler = Pooler::Transaction;
+        (PgBouncer::get().url(&db), Some(db.url.as_str()))
+    } else {
+        (db.url.clone(), None)
+    };
+    let store = PgStore::connect(
+        &url,
+        direct_url,
+        &config.pool,
+        config.hold,
+        config.hold_queue(),
+    )
+    .await
+    .unwrap();
     let app = TestApp::spawn(store, config).await;
     let blocker = block_seat_a1(&db).await;
     let response = app
@@ -709,6 +730,16 @@ async fn a_statement_that_waits_too_long_answers_503() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_statement_that_waits_too_long_answers_503() {
+    a_statement_that_waits_too_long(false).await;
+}
+
+#[tokio::test]
+async fn behind_pgbouncer_a_statement_that_waits_too_long_answers_503() {
+    a_statement_that_waits_too_long(true).await;
 }
 
 /// The sum of the samples of `name` whose labels include every one of `labels`.

@@ -1,21 +1,37 @@
 //! Several server processes on one database, as behind a load balancer: every promise holds
-//! with all of them running.
+//! with all of them running, straight to PostgreSQL or through PgBouncer in transaction mode.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
+use common::pgbouncer::PgBouncer;
 use common::process::ServerProcess;
 use common::sse::EventStream;
 use common::{TestDb, json_of};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-fn two_servers(db: &TestDb, env: &[(&str, &str)]) -> [ServerProcess; 2] {
-    [
-        ServerProcess::start(Some(&db.url), env),
-        ServerProcess::start(Some(&db.url), env),
-    ]
+/// How the servers reach the database.
+#[derive(Clone, Copy)]
+enum Through {
+    Direct,
+    PgBouncer,
+}
+
+fn two_servers(db: &TestDb, through: Through, env: &[(&str, &str)]) -> [ServerProcess; 2] {
+    let start = || match through {
+        Through::Direct => ServerProcess::start(Some(&db.url), env),
+        Through::PgBouncer => {
+            let mut env = env.to_vec();
+            env.extend([
+                ("DATABASE_POOLER", "transaction"),
+                ("DATABASE_DIRECT_URL", &db.url),
+            ]);
+            ServerProcess::start(Some(&PgBouncer::get().url(db)), &env)
+        }
+    };
+    [start(), start()]
 }
 
 async fn hold(
@@ -32,11 +48,10 @@ async fn hold(
         .expect("request")
 }
 
-#[tokio::test]
-async fn a_thousand_holds_of_one_seat_across_two_processes_give_one_winner() {
+async fn a_thousand_holds_of_one_seat(through: Through) {
     common::raise_open_files_limit();
     let db = TestDb::new().await;
-    let servers = two_servers(&db, &[]);
+    let servers = two_servers(&db, through, &[]);
     let client = reqwest::Client::new();
     let attempts = (0..1000).map(|i| {
         let (client, server) = (&client, &servers[i % 2]);
@@ -66,9 +81,19 @@ async fn a_thousand_holds_of_one_seat_across_two_processes_give_one_winner() {
 }
 
 #[tokio::test]
+async fn a_thousand_holds_of_one_seat_across_two_processes_give_one_winner() {
+    a_thousand_holds_of_one_seat(Through::Direct).await;
+}
+
+#[tokio::test]
+async fn a_thousand_holds_of_one_seat_through_pgbouncer_give_one_winner() {
+    a_thousand_holds_of_one_seat(Through::PgBouncer).await;
+}
+
+#[tokio::test]
 async fn the_hold_limit_spans_processes_and_a_hold_made_on_one_is_confirmed_on_the_other() {
     let db = TestDb::new().await;
-    let servers = two_servers(&db, &[("MAX_HOLDS_PER_USER", "3")]);
+    let servers = two_servers(&db, Through::Direct, &[("MAX_HOLDS_PER_USER", "3")]);
     let client = reqwest::Client::new();
     let attempts = ["A1", "A2", "A3", "A4", "A5", "A6", "A7", "A8"]
         .iter()
@@ -112,11 +137,11 @@ async fn the_hold_limit_spans_processes_and_a_hold_made_on_one_is_confirmed_on_t
     }
 }
 
-#[tokio::test]
-async fn two_reapers_remove_every_expired_hold_once_with_one_ledger_row_each() {
+async fn two_reapers(through: Through) {
     let db = TestDb::new().await;
     let servers = two_servers(
         &db,
+        through,
         &[
             ("HOLD_TTL_SECS", "0.3"),
             ("REAPER_INTERVAL_SECS", "0.05"),
@@ -201,10 +226,9 @@ async fn two_reapers_remove_every_expired_hold_once_with_one_ledger_row_each() {
     assert_eq!(expired, expected, "every seat expired once");
 }
 
-#[tokio::test]
-async fn a_hold_made_through_one_process_reaches_a_subscriber_of_the_other_within_a_second() {
+async fn a_hold_reaches_the_other_process(through: Through) {
     let db = TestDb::new().await;
-    let servers = two_servers(&db, &[]);
+    let servers = two_servers(&db, through, &[]);
     let client = reqwest::Client::new();
     let mut stream =
         EventStream::open(&client, &servers[1].url("/movies/inception/events"), None).await;
@@ -221,4 +245,24 @@ async fn a_hold_made_through_one_process_reaches_a_subscriber_of_the_other_withi
         );
         assert!(delay < Duration::from_secs(1), "{seat} took {delay:?}");
     }
+}
+
+#[tokio::test]
+async fn a_hold_made_through_one_process_reaches_a_subscriber_of_the_other_within_a_second() {
+    a_hold_reaches_the_other_process(Through::Direct).await;
+}
+
+#[tokio::test]
+async fn through_pgbouncer_a_hold_reaches_a_subscriber_of_the_other_process_within_a_second() {
+    a_hold_reaches_the_other_process(Through::PgBouncer).await;
+}
+
+#[tokio::test]
+async fn two_reapers_remove_every_expired_hold_once_with_one_ledger_row_each() {
+    two_reapers(Through::Direct).await;
+}
+
+#[tokio::test]
+async fn through_pgbouncer_two_reapers_remove_every_expired_hold_once() {
+    two_reapers(Through::PgBouncer).await;
 }

@@ -55,6 +55,23 @@ async fn database_with_a_hard_title() -> TestDb {
 }
 
 #[tokio::test]
+async fn behind_a_pooler_the_report_reads_straight_from_postgresql() {
+    let db = database_with_a_hard_title().await;
+    let output = common::server_binary()
+        .args(["report", "occupancy", "--movie", "tiger", "--format", "csv"])
+        // Nothing listens there: only the direct URL can answer.
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere")
+        .env("DATABASE_POOLER", "transaction")
+        .env("DATABASE_DIRECT_URL", &db.url)
+        .output()
+        .expect("run the binary");
+    assert!(
+        stdout(&output)
+            .ends_with("tiger,\"Crouching Tiger, \"\"Hidden\"\" Dragon\",6,1,0,5,16.7\r\n")
+    );
+}
+
+#[tokio::test]
 async fn each_format_prints_the_report_and_exits_0() {
     let db = database_with_a_hard_title().await;
     let url = Some(db.url.as_str());

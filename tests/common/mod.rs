@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // each test crate uses its own part of this module
 
+pub mod pgbouncer;
 pub mod process;
 pub mod server;
 pub mod sse;
@@ -189,6 +190,8 @@ pub trait Backend {
 
 pub struct Memory;
 pub struct Postgres;
+/// PostgreSQL through PgBouncer in transaction mode (`DATABASE_POOLER=transaction`).
+pub struct Pooled;
 
 impl Backend for Memory {
     type Store = MemoryStore;
@@ -206,6 +209,24 @@ impl Backend for Postgres {
         let db = TestDb::new().await;
         Opened {
             store: db.store(policy, 8).await,
+            db: Some(db),
+        }
+    }
+}
+
+impl Backend for Pooled {
+    type Store = PgStore;
+    async fn open(policy: HoldPolicy) -> Opened<PgStore> {
+        let db = TestDb::new().await;
+        let url = pgbouncer::PgBouncer::get().url(&db);
+        // No start-up options: the pooler refuses them.
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_lazy_with(url.parse().expect("pooler URL"));
+        let store = PgStore::behind_pooler(pool, db.options(), Duration::from_secs(5), policy);
+        Opened {
+            store,
             db: Some(db),
         }
     }

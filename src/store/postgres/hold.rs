@@ -9,10 +9,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
 
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::link::Link;
 use super::{classify, statements};
 use crate::domain::{Hold, SeatId, SessionId, UserId};
 use crate::store::batcher::{Batcher, Refused};
@@ -66,9 +67,9 @@ pub(super) struct Holds {
 }
 
 impl Holds {
-    pub fn start(pool: PgPool, policy: HoldPolicy, queue: HoldQueue, workers: usize) -> Self {
+    pub fn start(link: Link, policy: HoldPolicy, queue: HoldQueue, workers: usize) -> Self {
         let connections = Connections {
-            pool,
+            link,
             spare: Arc::default(),
         };
         let decide = move |requests| decide(connections.clone(), policy, requests);
@@ -112,7 +113,7 @@ impl Holds {
 /// client, a hold then took half as long again (BENCHMARKS.md). Same settings as the pool's.
 #[derive(Clone)]
 struct Connections {
-    pool: PgPool,
+    link: Link,
     spare: Arc<Mutex<Vec<PgConnection>>>,
 }
 
@@ -121,9 +122,10 @@ impl Connections {
         if let Some(conn) = self.spare.lock().expect("spare connections").pop() {
             return Ok(conn);
         }
-        let options = self.pool.connect_options();
+        let pool = &self.link.pool;
+        let options = pool.connect_options();
         let connect = PgConnection::connect_with(&options);
-        match tokio::time::timeout(self.pool.options().get_acquire_timeout(), connect).await {
+        match tokio::time::timeout(pool.options().get_acquire_timeout(), connect).await {
             Ok(conn) => conn.map_err(classify),
             Err(_) => Err(classify(sqlx::Error::PoolTimedOut)),
         }
@@ -133,7 +135,7 @@ impl Connections {
     /// may have been the connection.
     async fn round(&self, policy: HoldPolicy, batch: &[&Request]) -> StoreResult<Vec<Decision>> {
         let mut conn = self.take().await?;
-        let outcome = round(&mut conn, policy, batch).await;
+        let outcome = round(&mut conn, &self.link, policy, batch).await;
         if !matches!(
             outcome,
             Err(StoreError::Unavailable(_) | StoreError::OutcomeUnknown)
@@ -183,7 +185,7 @@ async fn decide(
                     );
                     for &i in &open {
                         answers[i] =
-                            Some(hold_alone(&connections.pool, policy, &requests[i]).await);
+                            Some(hold_alone(&connections.link, policy, &requests[i]).await);
                     }
                 }
                 break;
@@ -198,13 +200,13 @@ async fn decide(
 
 /// Decides one request (a group hold) in transactions of its own.
 pub(super) async fn hold_alone(
-    pool: &PgPool,
+    link: &Link,
     policy: HoldPolicy,
     request: &Request,
 ) -> StoreResult<Hold> {
-    let mut conn = pool.acquire().await.map_err(classify)?;
+    let mut conn = link.pool.acquire().await.map_err(classify)?;
     loop {
-        let mut decisions = round(&mut conn, policy, &[request]).await?;
+        let mut decisions = round(&mut conn, link, policy, &[request]).await?;
         if let Decision::Done(answer) = decisions.remove(0) {
             return answer;
         }
@@ -263,21 +265,34 @@ impl<'a> Batch<'a> {
 /// that may still succeed come back as `Again`.
 async fn round(
     conn: &mut PgConnection,
+    link: &Link,
     policy: HoldPolicy,
     requests: &[&Request],
 ) -> StoreResult<Vec<Decision>> {
     let batch = Batch::new(requests);
-    let outcomes: Vec<Outcome> = sqlx::query_as(statements::HOLD_SEATS)
+    let call = sqlx::query_as(statements::HOLD_SEATS)
+        .persistent(link.persistent())
         .bind(&batch.seat_requests)
         .bind(&batch.seat_movies)
         .bind(&batch.seat_ids)
         .bind(&batch.sessions)
         .bind(&batch.users)
         .bind(policy.ttl.as_secs_f64())
-        .bind(i32::try_from(policy.max_holds_per_user).unwrap_or(i32::MAX))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(classify)?;
+        .bind(i32::try_from(policy.max_holds_per_user).unwrap_or(i32::MAX));
+    let outcomes: Vec<Outcome> = if link.persistent() {
+        // One statement, its own transaction.
+        call.fetch_all(&mut *conn).await.map_err(classify)?
+    } else {
+        let mut tx = link.begin_on(conn).await.map_err(classify)?;
+        let outcomes = call.fetch_all(&mut *tx).await.map_err(classify)?;
+        tx.commit().await.map_err(|error| match error {
+            // PostgreSQL answered: it did not commit.
+            sqlx::Error::Database(_) => classify(error),
+            // The answer to the commit was lost: it may have been made.
+            _ => StoreError::OutcomeUnknown,
+        })?;
+        outcomes
+    };
     if outcomes.len() != requests.len() {
         return Err(StoreError::Database(sqlx::Error::Protocol(format!(
             "hold_seats answered {} of {} requests",

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use super::{
     HoldPolicy, SeatStore, SessionStatus, StoreError, StoreResult, Unavailable, Verdict, lock_order,
@@ -19,10 +19,12 @@ use crate::events::Hub;
 use crate::reports::{Report, Rows};
 
 mod hold;
+mod link;
 pub mod listener;
 pub mod reports;
 
 pub use hold::HoldQueue;
+use link::Link;
 
 /// Tasks deciding single-seat holds. A worker takes everything queued when it becomes free,
 /// so fewer workers make fuller batches, and since a batch is one call (one round trip), a
@@ -67,11 +69,43 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
     /// Server-side cap on one statement, lock waits included.
     pub statement_timeout: Duration,
+    /// What the pool's URL points at.
+    pub pooler: Pooler,
+}
+
+/// What the pool's connections reach (`DATABASE_POOLER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooler {
+    /// PostgreSQL itself, or a pooler in session mode.
+    #[default]
+    Direct,
+    /// A pooler in transaction mode, such as PgBouncer's `pool_mode = transaction`: every
+    /// statement runs in an explicit transaction, unnamed, with its settings set in it
+    /// (`link`). Migrations and the listening connection need a direct URL.
+    Transaction,
+}
+
+impl std::str::FromStr for Pooler {
+    type Err = &'static str;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "direct" => Ok(Self::Direct),
+            "transaction" => Ok(Self::Transaction),
+            _ => Err(
+                "must be `transaction` (a pooler in transaction mode, such as PgBouncer's \
+                      pool_mode = transaction) or `direct`",
+            ),
+        }
+    }
 }
 
 #[derive(Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    link: Link,
+    /// A connection straight to PostgreSQL, for what needs a session of its own: migrations
+    /// (a session-level advisory lock) and listening for seat changes.
+    direct: PgConnectOptions,
     policy: HoldPolicy,
     /// Movies rarely change; a miss falls through to the database, so a room added with SQL
     /// is served without a restart.
@@ -92,37 +126,63 @@ struct SessionRow {
 }
 
 impl PgStore {
-    /// Connects lazily (`lazy_pool`) and runs migrations.
+    /// Connects lazily (`lazy_pool`) and runs migrations. `direct_url` (default: `url`)
+    /// reaches PostgreSQL without a pooler in transaction mode.
     pub async fn connect(
         url: &str,
+        direct_url: Option<&str>,
         pool: &PoolSettings,
         policy: HoldPolicy,
         queue: HoldQueue,
     ) -> StoreResult<Self> {
-        let store = Self::with_queue(lazy_pool(url, pool)?, policy, queue);
+        let direct: PgConnectOptions = direct_url
+            .unwrap_or(url)
+            .parse()
+            .map_err(StoreError::Database)?;
+        let direct = session_options(direct.application_name("boxoffice"));
+        let link = match pool.pooler {
+            Pooler::Direct => Link::direct(lazy_pool(url, pool)?),
+            Pooler::Transaction => Link::pooled(lazy_pool(url, pool)?, pool.statement_timeout),
+        };
+        let store = Self::build(link, direct, policy, queue);
         store.migrate().await?;
         Ok(store)
     }
 
     /// Sets the time zone the report views cut days in (`REPORT_TIME_ZONE`).
     pub async fn set_report_time_zone(&self, time_zone: &str) -> StoreResult<()> {
-        reports::set_time_zone(&self.pool, time_zone).await
+        let mut session = self.link.session().await.map_err(classify)?;
+        reports::set_time_zone(&mut session, self.link.persistent(), time_zone).await?;
+        session.done().await.map_err(classify)
     }
 
     /// Wraps a pool whose database is already migrated. Starts the hold batcher's workers,
     /// so it must be called inside a Tokio runtime.
     pub fn new(pool: PgPool, policy: HoldPolicy) -> Self {
-        Self::with_queue(pool, policy, HoldQueue::default())
+        let direct = (*pool.connect_options()).clone();
+        Self::build(Link::direct(pool), direct, policy, HoldQueue::default())
     }
 
-    /// `new`, with the hold queue set up as given. Starts listening for seat changes too, on
-    /// a connection of its own with the pool's settings.
-    pub fn with_queue(pool: PgPool, policy: HoldPolicy, queue: HoldQueue) -> Self {
+    /// `new` for a pool whose connections go through a pooler in transaction mode (and have
+    /// none of `session_options`); `direct` reaches the same database without it.
+    pub fn behind_pooler(
+        pool: PgPool,
+        direct: PgConnectOptions,
+        statement_timeout: Duration,
+        policy: HoldPolicy,
+    ) -> Self {
+        let link = Link::pooled(pool, statement_timeout);
+        Self::build(link, direct, policy, HoldQueue::default())
+    }
+
+    /// Starts the hold workers, and listening for seat changes on a connection of its own.
+    fn build(link: Link, direct: PgConnectOptions, policy: HoldPolicy, queue: HoldQueue) -> Self {
         let events = Hub::waiting();
-        let listener = listener::Listener::start((*pool.connect_options()).clone(), events.clone());
+        let listener = listener::Listener::start(direct.clone(), events.clone());
         Self {
-            holds: hold::Holds::start(pool.clone(), policy, queue, HOLD_WORKERS),
-            pool,
+            holds: hold::Holds::start(link.clone(), policy, queue, HOLD_WORKERS),
+            link,
+            direct,
             policy,
             movies: Arc::default(),
             events,
@@ -131,20 +191,33 @@ impl PgStore {
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!().run(&self.pool).await.map_err(|e| match e {
+        let migrator = sqlx::migrate!();
+        let migrated = if self.link.persistent() {
+            migrator.run(&self.link.pool).await
+        } else {
+            // The migrator holds a session-level advisory lock throughout.
+            let mut conn = PgConnection::connect_with(&self.direct)
+                .await
+                .map_err(classify)?;
+            let migrated = migrator.run(&mut conn).await;
+            let _ = conn.close().await;
+            migrated
+        };
+        migrated.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => classify(e),
             other => StoreError::Database(sqlx::Error::Migrate(Box::new(other))),
         })
     }
 
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        &self.link.pool
     }
 
     /// Locks `user`'s session for the rest of the transaction, in the one lock order: its
     /// live seat rows (in seat order) first, then its row. Returns what confirm and release
     /// decide on; `SessionNotFound` unless the session is `user`'s, and then nothing is locked.
     async fn lock_session(
+        &self,
         conn: &mut PgConnection,
         session: SessionId,
         user: &UserId,
@@ -155,6 +228,7 @@ impl PgStore {
                  and (status = 'confirmed' or expires_at > now())
                order by seat_id collate "C" for update"#,
         )
+        .persistent(self.link.persistent())
         .bind(session.0)
         .bind(user.as_str())
         .fetch_all(&mut *conn)
@@ -164,6 +238,7 @@ impl PgStore {
             "select movie_id, seat_count, status, (status = 'held' and expires_at <= now()) as lapsed
              from hold_sessions where id = $1 and user_id = $2 for update",
         )
+        .persistent(self.link.persistent())
         .bind(session.0)
         .bind(user.as_str())
         .fetch_optional(&mut *conn)
@@ -193,12 +268,14 @@ impl LockedSession {
     async fn apply(
         &self,
         conn: &mut PgConnection,
+        link: &Link,
         statement: &'static str,
         session: SessionId,
         user: &UserId,
     ) -> StoreResult<()> {
         let n = self.seats.len();
         sqlx::query(statement)
+            .persistent(link.persistent())
             .bind(session.0)
             .bind(vec![self.movie_id.as_str(); n])
             .bind(self.seats.iter().map(SeatId::as_str).collect::<Vec<_>>())
@@ -221,12 +298,18 @@ struct LockedSession {
 }
 
 /// A pool for `url` that connects lazily (the first query opens the first connection), each
-/// connection with the store's settings and statement timeout.
+/// connection with the store's settings and statement timeout: as start-up options, or,
+/// behind a transaction pooler (which refuses them), set in every transaction (`link`).
 fn lazy_pool(url: &str, settings: &PoolSettings) -> StoreResult<PgPool> {
     let options: PgConnectOptions = url.parse().map_err(StoreError::Database)?;
-    let statement_timeout = settings.statement_timeout.as_millis().to_string();
-    let options = session_options(options.application_name("boxoffice"))
-        .options([("statement_timeout", statement_timeout.as_str())]);
+    let options = options.application_name("boxoffice");
+    let options = match settings.pooler {
+        Pooler::Direct => {
+            let statement_timeout = settings.statement_timeout.as_millis().to_string();
+            session_options(options).options([("statement_timeout", statement_timeout.as_str())])
+        }
+        Pooler::Transaction => options,
+    };
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
@@ -246,11 +329,14 @@ pub fn session_options(options: PgConnectOptions) -> PgConnectOptions {
 
 impl SeatStore for PgStore {
     async fn movies(&self) -> StoreResult<Vec<Movie>> {
+        let mut session = self.link.session().await.map_err(classify)?;
         let movies: Vec<Movie> =
             sqlx::query_as("select id, title, rows, seats_per_row from movies order by title, id")
-                .fetch_all(&self.pool)
+                .persistent(self.link.persistent())
+                .fetch_all(&mut *session)
                 .await
                 .map_err(classify)?;
+        session.done().await.map_err(classify)?;
         let mut cache = self.movies.write().expect("movie cache poisoned");
         cache.clear();
         cache.extend(movies.iter().map(|m| (m.id.clone(), m.clone())));
@@ -266,13 +352,16 @@ impl SeatStore for PgStore {
         {
             return Ok(movie.clone());
         }
-        let movie: Movie =
+        let mut session = self.link.session().await.map_err(classify)?;
+        let movie: Option<Movie> =
             sqlx::query_as("select id, title, rows, seats_per_row from movies where id = $1")
+                .persistent(self.link.persistent())
                 .bind(movie_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *session)
                 .await
-                .map_err(classify)?
-                .ok_or(StoreError::MovieNotFound)?;
+                .map_err(classify)?;
+        session.done().await.map_err(classify)?;
+        let movie = movie.ok_or(StoreError::MovieNotFound)?;
         self.movies
             .write()
             .expect("movie cache poisoned")
@@ -281,15 +370,18 @@ impl SeatStore for PgStore {
     }
 
     async fn seat_map(&self, movie_id: &str) -> StoreResult<Vec<TakenSeat>> {
+        let mut session = self.link.session().await.map_err(classify)?;
         let rows: Vec<(String, String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
             r#"select seat_id, user_id, status = 'confirmed', expires_at from seat_holds
                where movie_id = $1 and (status = 'confirmed' or expires_at > now())
                order by seat_id collate "C""#,
         )
+        .persistent(self.link.persistent())
         .bind(movie_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *session)
         .await
         .map_err(classify)?;
+        session.done().await.map_err(classify)?;
         rows.into_iter()
             .map(|(seat_id, user_id, confirmed, expires_at)| {
                 Ok(TakenSeat {
@@ -315,16 +407,16 @@ impl SeatStore for PgStore {
         } else {
             // A group is all or nothing; deciding it alone keeps a failed group from
             // touching anyone else's answer.
-            hold::hold_alone(&self.pool, self.policy, &request).await
+            hold::hold_alone(&self.link, self.policy, &request).await
         }
     }
 
     async fn confirm(&self, session: SessionId, user: &UserId) -> StoreResult<Booking> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let found = Self::lock_session(&mut tx, session, user).await?;
+        let mut tx = self.link.begin().await.map_err(classify)?;
+        let found = self.lock_session(&mut tx, session, user).await?;
         if found.status.confirm(found.lapsed)? == Verdict::Apply {
             found
-                .apply(&mut tx, statements::CONFIRM, session, user)
+                .apply(&mut tx, &self.link, statements::CONFIRM, session, user)
                 .await?;
             tx.commit().await.map_err(classify)?;
             tracing::debug!(%session, seats = ?found.seats, "confirmed");
@@ -338,11 +430,11 @@ impl SeatStore for PgStore {
     }
 
     async fn release(&self, session: SessionId, user: &UserId) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let found = Self::lock_session(&mut tx, session, user).await?;
+        let mut tx = self.link.begin().await.map_err(classify)?;
+        let found = self.lock_session(&mut tx, session, user).await?;
         if found.status.release(found.lapsed)? == Verdict::Apply {
             found
-                .apply(&mut tx, statements::RELEASE, session, user)
+                .apply(&mut tx, &self.link, statements::RELEASE, session, user)
                 .await?;
             tx.commit().await.map_err(classify)?;
             tracing::debug!(%session, seats = ?found.seats, "released");
@@ -351,16 +443,21 @@ impl SeatStore for PgStore {
     }
 
     async fn report(&self, report: Report, movie: Option<&str>) -> StoreResult<Rows> {
-        let mut conn = self.pool.acquire().await.map_err(classify)?;
-        reports::fetch(&mut conn, report, movie).await
+        let mut session = self.link.session().await.map_err(classify)?;
+        let rows = reports::fetch(&mut session, report, movie).await?;
+        session.done().await.map_err(classify)?;
+        Ok(rows)
     }
 
     async fn reap_expired(&self, batch: u32) -> StoreResult<u64> {
+        let mut session = self.link.session().await.map_err(classify)?;
         let reaped: i32 = sqlx::query_scalar(statements::REAP_EXPIRED)
+            .persistent(self.link.persistent())
             .bind(i32::try_from(batch).unwrap_or(i32::MAX))
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *session)
             .await
             .map_err(classify)?;
+        session.done().await.map_err(classify)?;
         Ok(u64::try_from(reaped).unwrap_or(0))
     }
 
@@ -369,7 +466,8 @@ impl SeatStore for PgStore {
     }
 
     fn observe(&self) {
-        let (size, idle) = (self.pool.size(), self.pool.num_idle() as u32);
+        let pool = &self.link.pool;
+        let (size, idle) = (pool.size(), pool.num_idle() as u32);
         let connections = |state: &'static str| metrics::gauge!(crate::telemetry::POOL_CONNECTIONS, "state" => state);
         connections("idle").set(f64::from(idle));
         connections("in_use").set(f64::from(size.saturating_sub(idle)));
@@ -377,10 +475,13 @@ impl SeatStore for PgStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
+        let mut session = self.link.session().await.map_err(classify)?;
         sqlx::query("select 1")
-            .execute(&self.pool)
+            .persistent(self.link.persistent())
+            .execute(&mut *session)
             .await
             .map_err(classify)?;
+        session.done().await.map_err(classify)?;
         self.holds.ready()
     }
 }

@@ -1,8 +1,9 @@
-//! Reading the report views, and the time zone their days are cut in.
+//! Reading the report views, and the time zone their days are cut in. Report statements are
+//! unnamed (not kept prepared): they are rare, and may run behind a transaction pooler.
 
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 use super::classify;
 use crate::reports::{Report, Rows};
@@ -31,6 +32,7 @@ pub async fn columns(
         // The occupancy view lists every movie, and the reporting role may read it.
         let known: bool =
             sqlx::query_scalar("select exists (select from report_occupancy where movie_id = $1)")
+                .persistent(false)
                 .bind(movie)
                 .fetch_one(&mut *conn)
                 .await
@@ -44,6 +46,7 @@ pub async fn columns(
           where attrelid = $1::regclass and attnum > 0 and not attisdropped
           order by attnum",
     )
+    .persistent(false)
     .bind(report.view())
     .fetch_all(&mut *conn)
     .await
@@ -63,6 +66,7 @@ pub fn rows<'c>(
         order = report.order(),
     );
     sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+        .persistent(false)
         .bind(movie)
         .fetch(conn)
         .map(|row| {
@@ -84,10 +88,15 @@ fn missing_views(error: sqlx::Error) -> StoreError {
 }
 
 /// Sets the time zone the views cut days in. `InvalidTimeZone` if PostgreSQL does not know it.
-pub async fn set_time_zone(pool: &PgPool, time_zone: &str) -> StoreResult<()> {
+pub(super) async fn set_time_zone(
+    conn: &mut PgConnection,
+    persistent: bool,
+    time_zone: &str,
+) -> StoreResult<()> {
     sqlx::query("update report_settings set time_zone = $1")
+        .persistent(persistent)
         .bind(time_zone)
-        .execute(pool)
+        .execute(conn)
         .await
         .map_err(|error| match &error {
             sqlx::Error::Database(db) if db.code().as_deref() == Some("22023") => {
