@@ -168,7 +168,9 @@ impl<S: SeatStore> Feed<S> {
                 Err(RecvError::Lagged(_)) => self.app.store.events().version(),
                 Err(RecvError::Closed) => return None,
             };
-            match self.snapshot(version).await {
+            // Boxed: an open stream keeps this future between events, and the read's is
+            // large (the store's connection handling); only while reading need it be there.
+            match Box::pin(self.snapshot(version)).await {
                 Ok(snapshot) => return Some((Ok(snapshot), self)),
                 Err(_) => return None,
             }
