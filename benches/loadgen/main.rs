@@ -26,7 +26,7 @@ use std::sync::atomic::Ordering;
 
 use check::{Told, check};
 use fixtures::{HOT_ROOM, HOT_SEAT};
-use options::{Options, Scenario};
+use options::{Options, Pooler, Scenario};
 use report::{Kind, Row, Sample};
 use server::Server;
 
@@ -53,8 +53,13 @@ async fn main() {
     common::raise_open_files_limit();
     let scripts = tempfile::tempdir().unwrap();
     eprintln!(
-        "boxoffice load benchmark: {:?} history, {} run(s) of {:?} per figure, clients {:?}, pool {}",
-        options.history, options.runs, options.duration, options.clients, options.pool
+        "boxoffice load benchmark: {:?} history, {} run(s) of {:?} per figure, clients {:?}, pool {}, {:?}",
+        options.history,
+        options.runs,
+        options.duration,
+        options.clients,
+        options.pool,
+        options.pooler
     );
 
     let mut tables: BTreeMap<Scenario, Vec<Row>> = BTreeMap::new();
@@ -106,14 +111,19 @@ async fn http_runs(
     broken: &mut Vec<String>,
 ) {
     let (db, admin) = fixtures::database(options.history).await;
-    let server = Server::start(
-        &db,
-        &[
-            ("HOLD_TTL_SECS", fixtures::TTL.as_secs().to_string()),
-            ("DB_MAX_CONNECTIONS", options.pool.to_string()),
-            ("MAX_HOLDS_PER_USER", "8".into()),
-        ],
-    );
+    let mut env = vec![
+        ("HOLD_TTL_SECS", fixtures::TTL.as_secs().to_string()),
+        ("DB_MAX_CONNECTIONS", options.pool.to_string()),
+        ("MAX_HOLDS_PER_USER", "8".into()),
+    ];
+    if options.pooler == Pooler::PgBouncer {
+        env.extend([
+            ("DATABASE_URL", common::pgbouncer::PgBouncer::get().url(&db)),
+            ("DATABASE_POOLER", "transaction".into()),
+            ("DATABASE_DIRECT_URL", db.url.clone()),
+        ]);
+    }
+    let server = Server::start(&db, &env);
     for &scenario in &options.scenarios {
         let mut before = Told::default();
         match scenario {

@@ -42,6 +42,14 @@ pub enum History {
     Analysed,
 }
 
+/// How the server reaches the database (pgbench's baselines always go straight to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooler {
+    Direct,
+    /// PgBouncer in transaction mode, started by the benchmark (`DATABASE_POOLER=transaction`).
+    PgBouncer,
+}
+
 pub struct Options {
     pub runs: usize,
     pub duration: Duration,
@@ -49,6 +57,7 @@ pub struct Options {
     pub scenarios: Vec<Scenario>,
     pub history: History,
     pub pool: u32,
+    pub pooler: Pooler,
 }
 
 impl Options {
@@ -60,6 +69,7 @@ impl Options {
             scenarios: Scenario::ALL.to_vec(),
             history: History::Fresh,
             pool: 32,
+            pooler: Pooler::Direct,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -74,6 +84,13 @@ impl Options {
                 "--secs" => options.duration = Duration::from_secs(number(&value())),
                 "--clients" => options.clients = value().split(',').map(number).collect(),
                 "--pool" => options.pool = number(&value()),
+                "--pooler" => {
+                    options.pooler = match value().as_str() {
+                        "direct" => Pooler::Direct,
+                        "pgbouncer" => Pooler::PgBouncer,
+                        other => usage(&format!("unknown pooler {other}")),
+                    }
+                }
                 "--history" => {
                     options.history = match value().as_str() {
                         "fresh" => History::Fresh,
@@ -110,7 +127,7 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "{problem}\n\nusage: cargo bench --bench loadgen -- [--runs 3] [--secs 5] \
          [--clients 1,8,32,128] [--scenarios holds,hot-seat,seat-map,flow] \
-         [--history fresh|analysed] [--pool 32]\n\
+         [--history fresh|analysed] [--pool 32] [--pooler direct|pgbouncer]\n\
          DATABASE_URL names the PostgreSQL server to measure; every run gets a new database on \
          it. Needs wrk and pgbench on PATH."
     );
