@@ -77,6 +77,9 @@ pub async fn serve<S: SeatStore>(
             stop_streams.cancel();
         }
     };
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let served = axum::serve(listener, app(store, config, stop_streams))
         .with_graceful_shutdown(shutdown)
         .await;
