@@ -1,7 +1,7 @@
 //! Metrics in the Prometheus text format, served at `GET /metrics`: requests by route and
 //! status with latency histograms, holds by outcome, hold batch sizes and queue depth, pool
-//! connections, reaper runs and rows, open event streams. Recorded with the `metrics` crate's macros wherever the
-//! thing happens; this module installs the recorder and renders it.
+//! connections, reaper runs and rows, open event streams. Recorded with the `metrics` crate's
+//! macros wherever the thing happens; this module installs the recorder and renders it.
 
 use std::sync::OnceLock;
 

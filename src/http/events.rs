@@ -100,14 +100,7 @@ pub async fn stream<S: SeatStore>(
         .and_then(|value| value.to_str().ok());
     // Subscribed before the snapshot is read, so nothing falls between the two.
     let Subscription { start, receiver } = app.store.events().subscribe(&movie.id, last_event_id);
-    let mut feed = Feed {
-        app,
-        movie_id: movie.id,
-        receiver,
-        pending: VecDeque::new(),
-        seen: 0,
-        _permit: permit,
-    };
+    let mut feed = Feed::new(app, movie.id, receiver, permit);
     match start {
         Start::Snapshot { version } => {
             let snapshot = feed.snapshot(version).await?;
@@ -121,7 +114,6 @@ pub async fn stream<S: SeatStore>(
             }
         }
     }
-    metrics::gauge!(crate::telemetry::EVENT_STREAMS).increment(1);
     let stop = feed.app.streams.stop.clone();
     let events = futures_util::stream::unfold(feed, Feed::next);
     let events = futures_util::StreamExt::take_until(events, stop.cancelled_owned());
@@ -140,6 +132,27 @@ struct Feed<S> {
     /// Messages numbered up to this are in the last snapshot sent.
     seen: u64,
     _permit: OwnedSemaphorePermit,
+}
+
+impl<S> Feed<S> {
+    /// Counted in the open-streams gauge from here until dropped, whether or not it got as far
+    /// as being sent.
+    fn new(
+        app: AppState<S>,
+        movie_id: String,
+        receiver: broadcast::Receiver<Message>,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
+        metrics::gauge!(crate::telemetry::EVENT_STREAMS).increment(1);
+        Self {
+            app,
+            movie_id,
+            receiver,
+            pending: VecDeque::new(),
+            seen: 0,
+            _permit: permit,
+        }
+    }
 }
 
 impl<S> Drop for Feed<S> {
