@@ -32,7 +32,38 @@ pub struct Config {
     /// Most event streams open at once in this process; beyond it a stream answers 503. Zero
     /// turns streams off (pages poll).
     pub max_event_streams: usize,
+    /// Most seats one v1 hold may ask for (`MAX_SEATS_PER_HOLD`).
+    pub max_seats_per_hold: usize,
+    /// Whether the tutorial's routes are served (`SEED_API`).
+    pub seed_api: bool,
+    /// Signs API tokens (`IDENTITY_SECRET`); `None`: the store's own secret.
+    pub identity_secret: Option<Secret>,
+    /// Still accepted for tokens, during a rotation (`IDENTITY_SECRET_PREVIOUS`).
+    pub identity_secret_previous: Option<Secret>,
 }
+
+/// A setting that must not appear in logs: its `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(secret: String) -> Self {
+        Self(secret)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(hidden)")
+    }
+}
+
+/// Shortest identity secret accepted: 32 characters.
+const MIN_IDENTITY_SECRET_LEN: usize = 32;
 
 /// The shortest `REPORTS_TOKEN` accepted: a short one could be guessed.
 const MIN_REPORTS_TOKEN_LEN: usize = 16;
@@ -57,6 +88,8 @@ impl Default for Config {
             hold: HoldPolicy {
                 ttl: Duration::from_secs(120),
                 max_holds_per_user: 8,
+                max_extensions: 2,
+                max_lifetime: Duration::from_secs(600),
             },
             reaper_interval: Duration::from_secs(5),
             reaper_batch_size: 500,
@@ -73,6 +106,10 @@ impl Default for Config {
             report_time_zone: "UTC".into(),
             reports_token: None,
             max_event_streams: 1000,
+            max_seats_per_hold: 8,
+            seed_api: true,
+            identity_secret: None,
+            identity_secret_previous: None,
         }
     }
 }
@@ -98,6 +135,8 @@ impl Config {
                     "MAX_HOLDS_PER_USER",
                     d.hold.max_holds_per_user,
                 )?,
+                max_extensions: parse(&get, "MAX_HOLD_EXTENSIONS", d.hold.max_extensions)?,
+                max_lifetime: seconds(&get, "MAX_HOLD_LIFETIME_SECS", d.hold.max_lifetime)?,
             },
             reaper_interval: seconds(&get, "REAPER_INTERVAL_SECS", d.reaper_interval)?,
             reaper_batch_size: positive(&get, "REAPER_BATCH_SIZE", d.reaper_batch_size)?,
@@ -119,6 +158,10 @@ impl Config {
                 .map_or(d.report_time_zone, |tz| tz.trim().to_owned()),
             reports_token: get("REPORTS_TOKEN"),
             max_event_streams: parse(&get, "MAX_EVENT_STREAMS", d.max_event_streams)?,
+            max_seats_per_hold: positive(&get, "MAX_SEATS_PER_HOLD", d.max_seats_per_hold)?,
+            seed_api: parse(&get, "SEED_API", d.seed_api)?,
+            identity_secret: secret(&get, "IDENTITY_SECRET")?,
+            identity_secret_previous: secret(&get, "IDENTITY_SECRET_PREVIOUS")?,
         };
         if let Some(token) = &config.reports_token
             && token.len() < MIN_REPORTS_TOKEN_LEN
@@ -206,6 +249,23 @@ where
 }
 
 /// Seconds, fractions allowed (`0.5`), greater than zero.
+fn secret(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<Secret>, ConfigError> {
+    match get(name) {
+        Some(value) if value.len() < MIN_IDENTITY_SECRET_LEN => Err(ConfigError {
+            name,
+            value: "(hidden)".into(),
+            reason: format!(
+                "must be at least {MIN_IDENTITY_SECRET_LEN} characters (say, `openssl rand \
+                 -hex 32`), or empty to use the secret the store keeps"
+            ),
+        }),
+        value => Ok(value.map(Secret::new)),
+    }
+}
+
 fn seconds(
     get: &impl Fn(&'static str) -> Option<String>,
     name: &'static str,
@@ -246,6 +306,30 @@ mod tests {
         assert_eq!(config.max_event_streams, 1000);
         assert_eq!(config.pool.pooler, Pooler::Direct);
         assert_eq!(config.database_direct_url, None);
+        assert_eq!(config.hold.max_extensions, 2);
+        assert_eq!(config.hold.max_lifetime, Duration::from_secs(600));
+        assert_eq!(config.max_seats_per_hold, 8);
+        assert!(config.seed_api);
+        assert_eq!(config.identity_secret, None);
+    }
+
+    #[test]
+    fn identity_secrets_are_long_and_never_shown() {
+        let long = "k".repeat(32);
+        let config = from(&[
+            ("IDENTITY_SECRET", long.as_str()),
+            ("IDENTITY_SECRET_PREVIOUS", &"p".repeat(40)),
+            ("SEED_API", "false"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.identity_secret.as_ref().map(Secret::expose),
+            Some(long.as_str())
+        );
+        assert!(!config.seed_api);
+        assert!(!format!("{config:?}").contains(&long));
+        let short = from(&[("IDENTITY_SECRET", "too-short")]).unwrap_err();
+        assert!(!short.to_string().contains("too-short"), "{short}");
     }
 
     #[test]

@@ -18,6 +18,13 @@ pub struct Movie {
 }
 
 impl Movie {
+    /// Every seat of the room, row by row, in number order.
+    pub fn seat_ids(&self) -> impl Iterator<Item = SeatId> + '_ {
+        (0..self.rows).flat_map(move |row| {
+            (1..=self.seats_per_row).map(move |number| SeatId::at(row, number))
+        })
+    }
+
     /// Parses a seat id such as `C7` and checks it against this room's grid.
     pub fn seat(&self, raw: &str) -> Result<SeatId, SeatIdError> {
         let seat = SeatId::parse(raw)?;
@@ -97,8 +104,14 @@ impl SeatId {
         }
     }
 
+    /// The seat at zero-based `row` (below 26) and one-based `number` (below 100).
+    pub(crate) fn at(row: i32, number: i32) -> Self {
+        let letter = char::from(b'A' + u8::try_from(row).expect("a row letter"));
+        Self(format!("{letter}{number}"))
+    }
+
     /// Zero-based row index and one-based seat number.
-    fn position(&self) -> (i32, i32) {
+    pub(crate) fn position(&self) -> (i32, i32) {
         let row = i32::from(self.0.as_bytes()[0] - b'A');
         let number = self.0[1..].parse().expect("checked by parse");
         (row, number)
@@ -115,7 +128,10 @@ impl fmt::Display for SeatId {
     }
 }
 
-/// A user id: 1–64 characters of ASCII letters, digits, `-` and `_`.
+/// Who holds seats: a user of the seed routes, who names themselves (1–64 characters of
+/// ASCII letters, digits, `-` and `_`), or an API user, whose id the server issued
+/// (`UserId::issue`) and who proves it with a token. An API id contains a `.`, which the seed
+/// format forbids, so no seed request can name an API user or spend their hold limit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct UserId(String);
@@ -124,9 +140,18 @@ pub struct UserId(String);
 #[error("user_id must be 1 to 64 characters of letters, digits, '-' and '_'")]
 pub struct UserIdError;
 
+/// How an API user id starts; the rest is 32 lowercase hex digits.
+const API_PREFIX: &str = "v1.";
+const API_RANDOM_LEN: usize = 32;
+
 impl UserId {
     pub const MAX_LEN: usize = 64;
 
+    /// What the seed routes' seat map shows for an API user's seat: no seed user can have it
+    /// (it has parentheses), and it is the same for every API user.
+    pub const HIDDEN: &str = "(hidden)";
+
+    /// A seed user id, as the seed routes take it.
     pub fn parse(raw: String) -> Result<Self, UserIdError> {
         let valid = (1..=Self::MAX_LEN).contains(&raw.len())
             && raw
@@ -139,6 +164,43 @@ impl UserId {
         }
     }
 
+    /// A new API user id, random (122 bits).
+    pub fn issue() -> Self {
+        Self(format!("{API_PREFIX}{}", Uuid::new_v4().simple()))
+    }
+
+    /// An API user id, as tokens carry it.
+    pub fn parse_api(raw: &str) -> Result<Self, UserIdError> {
+        let random = raw.strip_prefix(API_PREFIX).ok_or(UserIdError)?;
+        let valid = random.len() == API_RANDOM_LEN
+            && random
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(UserIdError)
+        }
+    }
+
+    /// A user id of either kind, as the stores keep it.
+    pub fn parse_stored(raw: String) -> Result<Self, UserIdError> {
+        match Self::parse_api(&raw) {
+            Ok(api) => Ok(api),
+            Err(_) => Self::parse(raw),
+        }
+    }
+
+    /// Whether the server issued this id (an API user).
+    pub fn is_api(&self) -> bool {
+        self.0.starts_with(API_PREFIX)
+    }
+
+    /// The id as the seed routes show it: an API user's is hidden.
+    pub fn public(&self) -> &str {
+        if self.is_api() { Self::HIDDEN } else { &self.0 }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -147,6 +209,42 @@ impl UserId {
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A confirmed booking's reference, for people to read out: `K7Q-4M2`, six characters of an
+/// alphabet without look-alikes (no 0/O, 1/I/L, 2/Z, 5/S, 8/B). PostgreSQL makes its own
+/// with the same alphabet (migrations/0008); the column is unique.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct BookingReference(String);
+
+impl BookingReference {
+    pub const ALPHABET: &[u8] = b"ACDEFGHJKMNPQRTUVWXY34679";
+
+    /// A random reference (from a UUID's random bytes).
+    pub fn random() -> Self {
+        let bytes = Uuid::new_v4().into_bytes();
+        let pick =
+            |i: usize| char::from(Self::ALPHABET[usize::from(bytes[i]) % Self::ALPHABET.len()]);
+        let mut reference: String = (0..3).map(pick).collect();
+        reference.push('-');
+        reference.extend((3..6).map(pick));
+        Self(reference)
+    }
+
+    pub fn parse(raw: String) -> Option<Self> {
+        let b = raw.as_bytes();
+        let valid = b.len() == 7
+            && b[3] == b'-'
+            && b.iter()
+                .enumerate()
+                .all(|(i, c)| i == 3 || Self::ALPHABET.contains(c));
+        valid.then_some(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -202,6 +300,7 @@ pub struct Booking {
     /// In seat order.
     pub seats: Vec<SeatId>,
     pub user_id: UserId,
+    pub reference: BookingReference,
 }
 
 /// One taken seat on a seat map.
@@ -277,6 +376,54 @@ mod tests {
             "x'--".into(),
         ] {
             assert_eq!(UserId::parse(bad.clone()), Err(UserIdError), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn no_seed_user_id_is_an_api_user_id_or_the_hidden_placeholder() {
+        let api = UserId::issue();
+        assert!(api.is_api());
+        assert_eq!(UserId::parse(api.to_string()), Err(UserIdError));
+        assert_eq!(UserId::parse(UserId::HIDDEN.into()), Err(UserIdError));
+        assert_eq!(UserId::parse_stored(api.to_string()), Ok(api.clone()));
+        assert_eq!(api.public(), UserId::HIDDEN);
+        let seed = UserId::parse("alice".into()).unwrap();
+        assert!(!seed.is_api());
+        assert_eq!(seed.public(), "alice");
+        assert_eq!(UserId::parse_stored("alice".into()), Ok(seed));
+    }
+
+    #[test]
+    fn api_user_ids_are_the_prefix_and_32_lowercase_hex_digits() {
+        for bad in [
+            "v1.",
+            "v1.0123456789abcdef0123456789abcde",
+            "v1.0123456789abcdef0123456789abcdef0",
+            "v1.0123456789ABCDEF0123456789abcdef",
+            "v2.0123456789abcdef0123456789abcdef",
+            "v1.0123456789abcdef0123456789abcdeg",
+        ] {
+            assert_eq!(UserId::parse_api(bad), Err(UserIdError), "{bad:?}");
+        }
+        assert!(UserId::parse_api("v1.0123456789abcdef0123456789abcdef").is_ok());
+    }
+
+    #[test]
+    fn booking_references_are_three_and_three_unambiguous_characters() {
+        for _ in 0..100 {
+            let reference = BookingReference::random();
+            assert_eq!(
+                BookingReference::parse(reference.as_str().to_owned()),
+                Some(reference.clone())
+            );
+            assert!(
+                !reference
+                    .as_str()
+                    .contains(['0', 'O', '1', 'I', 'L', '2', 'Z', '5', 'S', '8', 'B'])
+            );
+        }
+        for bad in ["K7Q4M2", "K7Q-4M", "K7Q-4M0", "k7q-4m2", "K7Q_4M2"] {
+            assert_eq!(BookingReference::parse(bad.into()), None, "{bad:?}");
         }
     }
 }

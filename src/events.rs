@@ -21,6 +21,8 @@ pub enum ChangeKind {
     Confirmed,
     Released,
     Expired,
+    /// A hold's deadline moved later; `expires_at` is the new one.
+    Extended,
 }
 
 impl ChangeKind {
@@ -30,11 +32,13 @@ impl ChangeKind {
             Self::Confirmed => "confirmed",
             Self::Released => "released",
             Self::Expired => "expired",
+            Self::Extended => "extended",
         }
     }
 }
 
-/// One change: its seats, in seat order, and for a hold the deadline they share.
+/// One change: its seats, in seat order, and for a hold or an extension the deadline they
+/// share.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Change {
     pub kind: ChangeKind,

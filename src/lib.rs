@@ -8,8 +8,10 @@ pub mod config;
 pub mod domain;
 pub mod events;
 pub mod http;
+pub mod identity;
 pub mod reaper;
 pub mod reports;
+pub mod seating;
 pub mod store;
 pub mod telemetry;
 

@@ -1,4 +1,4 @@
-//! The background sweep that deletes expired holds. Garbage collection only: every read and
+//! The background sweep that deletes expired holds and old idempotency keys. Garbage collection only: every read and
 //! hold already treats an expired hold as gone, whether or not this has run.
 
 use std::time::Duration;
@@ -44,5 +44,23 @@ async fn sweep<S: SeatStore>(store: &S, batch: u32) {
     metrics::counter!(crate::telemetry::REAPER_ROWS).increment(total);
     if total > 0 {
         tracing::debug!(expired = total, "reaper removed expired holds");
+    }
+    forget_keys(store, batch).await;
+}
+
+/// Deletes idempotency keys past their lifetime, in batches.
+async fn forget_keys<S: SeatStore>(store: &S, batch: u32) {
+    loop {
+        match store.forget_keys(batch).await {
+            Ok(n) if n == u64::from(batch) => continue,
+            Ok(_) => break,
+            Err(error) => {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "forgetting old idempotency keys failed"
+                );
+                break;
+            }
+        }
     }
 }

@@ -19,15 +19,18 @@ pub enum Report {
     SeatPopularity,
     /// Every seat change, without session ids.
     Ledger,
+    /// Every booking: its reference, movie, seats, who and when.
+    Bookings,
 }
 
 impl Report {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Occupancy,
         Self::SalesDaily,
         Self::HoldFunnel,
         Self::SeatPopularity,
         Self::Ledger,
+        Self::Bookings,
     ];
 
     pub fn name(self) -> &'static str {
@@ -37,6 +40,7 @@ impl Report {
             Self::HoldFunnel => "hold-funnel",
             Self::SeatPopularity => "seat-popularity",
             Self::Ledger => "ledger",
+            Self::Bookings => "bookings",
         }
     }
 
@@ -52,6 +56,7 @@ impl Report {
             Self::HoldFunnel => "report_hold_funnel",
             Self::SeatPopularity => "report_seat_popularity",
             Self::Ledger => "report_ledger",
+            Self::Bookings => "report_bookings",
         }
     }
 
@@ -62,6 +67,7 @@ impl Report {
             Self::SalesDaily => "day, movie_id",
             Self::SeatPopularity => "movie_id, row_number, seat_number",
             Self::Ledger => "id",
+            Self::Bookings => "confirmed_at, booking_reference",
         }
     }
 }

@@ -251,9 +251,11 @@ async fn fill(admin: &PgPool, from: i64, count: i64, kind: &str) {
     };
     let rows = format!(
         "with s as (
-             insert into hold_sessions (id, movie_id, user_id, seat_count, status, expires_at, confirmed_at)
+             insert into hold_sessions (id, movie_id, user_id, seat_count, status, expires_at,
+                                        confirmed_at, booking_reference)
              select md5('fill-' || n)::uuid, 'room-' || (n / 1300 + 2), 'user-' || n, 1, '{status}',
-                    coalesce({expires}, now()), case when '{status}' = 'confirmed' then now() end
+                    coalesce({expires}, now()), case when '{status}' = 'confirmed' then now() end,
+                    case when '{status}' = 'confirmed' then {reference} end
              from generate_series({from}, {to}) n
              returning id, movie_id, user_id)
          insert into seat_holds (movie_id, seat_id, session_id, user_id, status, expires_at, confirmed_at)
@@ -261,6 +263,7 @@ async fn fill(admin: &PgPool, from: i64, count: i64, kind: &str) {
                 {expires}, case when '{status}' = 'confirmed' then now() end
          from generate_series({from}, {to}) n join s on s.id = md5('fill-' || n)::uuid",
         to = from + count - 1,
+        reference = common::reference_of("n"),
     );
     sql(admin, &rows).await;
 }

@@ -40,8 +40,10 @@ pub async fn database(history: History) -> (TestDb, PgPool) {
         ),
         format!("insert into movies values ('{MAP_ROOM}', 'Bench seat map', 15, 20)"),
         format!(
-            "insert into hold_sessions (id, movie_id, user_id, seat_count, status, expires_at, confirmed_at)
-             values ('{BASE_SESSION}', 'inception', 'history', 1, 'confirmed', now(), now())"
+            "insert into hold_sessions (id, movie_id, user_id, seat_count, status, expires_at,
+                                        confirmed_at, booking_reference)
+             values ('{BASE_SESSION}', 'inception', 'history', 1, 'confirmed', now(), now(),
+                     new_booking_reference())"
         ),
         // pgbench's baselines: a sequence for distinct seats, and the bare table, with the
         // primary key and nothing else.
@@ -65,10 +67,14 @@ async fn prepare_history(admin: &PgPool) {
     for statement in [
         "insert into movies (id, title, rows, seats_per_row)
          select 'history-' || g, 'History ' || g, 20, 50 from generate_series(1, 20) g",
-        "insert into hold_sessions (id, movie_id, user_id, seat_count, status, expires_at, confirmed_at)
-         select md5('history-' || n)::uuid, 'history-' || (n / 1000 + 1), 'regular-' || (n % 5000),
-                1, 'confirmed', now(), now()
-         from generate_series(0, 19999) n",
+        &format!(
+            "insert into hold_sessions (id, movie_id, user_id, seat_count, status, expires_at,
+                                        confirmed_at, booking_reference)
+             select md5('history-' || n)::uuid, 'history-' || (n / 1000 + 1),
+                    'regular-' || (n % 5000), 1, 'confirmed', now(), now(), {}
+             from generate_series(0, 19999) n",
+            crate::common::reference_of("n")
+        ),
         "insert into seat_holds (movie_id, seat_id, session_id, user_id, status, confirmed_at)
          select 'history-' || (n / 1000 + 1), chr(65 + n % 1000 / 50) || (n % 50 + 1),
                 md5('history-' || n)::uuid, 'regular-' || (n % 5000), 'confirmed', now()

@@ -29,6 +29,23 @@ pub enum AppError {
     RouteNotFound,
     MethodNotAllowed,
     SeatTaken(Vec<SeatId>),
+    /// An API hold lost some of its seats: which, and a block of the same size to try instead.
+    SeatsTaken {
+        seats: Vec<SeatId>,
+        suggestion: Option<Vec<SeatId>>,
+    },
+    NotEnoughSeats {
+        free: usize,
+    },
+    TooManySeats {
+        max: usize,
+    },
+    ExtensionLimit,
+    KeyInFlight,
+    KeyReused,
+    InvalidIdempotencyKey,
+    /// An API request without a valid bearer token.
+    InvalidToken,
     AlreadyConfirmed,
     HoldExpired,
     HoldReleased,
@@ -111,6 +128,46 @@ impl AppError {
                 };
                 (S::CONFLICT, "seat_taken", message)
             }
+            SeatsTaken { seats, .. } => AppError::SeatTaken(seats.clone()).parts(),
+            NotEnoughSeats { free } => (
+                S::CONFLICT,
+                "not_enough_seats",
+                format!("only {free} seats are free"),
+            ),
+            TooManySeats { max } => (
+                S::UNPROCESSABLE_ENTITY,
+                "too_many_seats",
+                format!("one hold may have 1 to {max} seats"),
+            ),
+            ExtensionLimit => (
+                S::CONFLICT,
+                "extension_limit",
+                "this hold cannot be extended any further".into(),
+            ),
+            KeyInFlight => (
+                S::CONFLICT,
+                "idempotency_key_in_flight",
+                "a request with this Idempotency-Key is still being carried out: retry shortly"
+                    .into(),
+            ),
+            KeyReused => (
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request".into(),
+            ),
+            InvalidIdempotencyKey => (
+                S::BAD_REQUEST,
+                "invalid_idempotency_key",
+                format!(
+                    "an Idempotency-Key is 1 to {} visible ASCII characters",
+                    super::api::MAX_KEY_LEN
+                ),
+            ),
+            InvalidToken => (
+                S::UNAUTHORIZED,
+                "invalid_token",
+                "send the token of POST /api/v1/identities as Authorization: Bearer <token>".into(),
+            ),
             AlreadyConfirmed => (
                 S::CONFLICT,
                 "already_confirmed",
@@ -198,21 +255,39 @@ fn other_code(status: StatusCode) -> &'static str {
     }
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
+impl AppError {
+    /// The status and JSON body this error answers with.
+    pub fn json(&self) -> (StatusCode, serde_json::Value) {
         let (status, code, message) = self.parts();
         let mut body = json!({ "error": message, "code": code });
-        if let AppError::SeatTaken(seats) = &self {
-            body["seats"] = json!(seats);
+        match &self {
+            AppError::SeatTaken(seats) => body["seats"] = json!(seats),
+            AppError::SeatsTaken { seats, suggestion } => {
+                body["seats"] = json!(seats);
+                body["suggestion"] = json!(suggestion.as_ref().map(|s| json!({ "seat_ids": s })));
+            }
+            AppError::NotEnoughSeats { free } => body["free"] = json!(free),
+            _ => {}
         }
+        (status, body)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.json();
         let mut response = (status, axum::Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"reports\""),
-            );
+        let realm = match &self {
+            AppError::Unauthorized => Some("Bearer realm=\"reports\""),
+            AppError::InvalidToken => Some("Bearer realm=\"api\""),
+            _ => None,
+        };
+        if let Some(realm) = realm {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(realm));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || matches!(self, AppError::KeyInFlight) {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECS),
@@ -234,6 +309,10 @@ impl From<StoreError> for AppError {
             StoreError::Released => Self::HoldReleased,
             StoreError::AlreadyConfirmed => Self::AlreadyConfirmed,
             StoreError::LimitReached { limit } => Self::HoldLimit { limit },
+            StoreError::NotEnoughSeats { free } => Self::NotEnoughSeats { free },
+            StoreError::ExtensionLimit => Self::ExtensionLimit,
+            StoreError::KeyInFlight => Self::KeyInFlight,
+            StoreError::KeyReused => Self::KeyReused,
             // Logged where it happened, once for all the requests it answers.
             StoreError::Unavailable(Unavailable::QueueFull) => Self::Overloaded,
             StoreError::Unavailable(Unavailable::NotStarted) => Self::Timeout,

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::store::SeatStore;
 use crate::telemetry;
 
+mod api;
 pub mod error;
 mod events;
 mod health;
@@ -38,6 +39,7 @@ pub struct AppState<S> {
     pub streams: Arc<Streams>,
     /// `REPORTS_TOKEN`; `None`: the reports route is off.
     pub reports_token: Option<Arc<str>>,
+    pub api: Arc<api::Api>,
 }
 
 /// A JSON request body whose rejections answer as `AppError`s.
@@ -62,7 +64,21 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
         .call_fallback_on_method_not_allowed(true)
         .fallback(unknown_route.into_service());
 
-    Router::new()
+    let v1 = Router::new()
+        .route("/identities", post(api::create_identity::<S>))
+        .route("/movies", get(api::movies::<S>))
+        .route("/movies/{movie_id}/seats", get(api::seat_map::<S>))
+        .route("/movies/{movie_id}/holds", post(api::hold::<S>))
+        // Public, as the seed route: a browser's EventSource sends no credentials.
+        .route("/movies/{movie_id}/events", get(events::stream::<S>))
+        .route("/me/sessions", get(api::my_sessions::<S>))
+        .route(
+            "/sessions/{session_id}",
+            get(api::session::<S>).delete(api::release::<S>),
+        )
+        .route("/sessions/{session_id}/extend", post(api::extend::<S>))
+        .route("/sessions/{session_id}/confirm", post(api::confirm::<S>));
+    let seed = Router::new()
         .route("/movies", get(movies::list::<S>))
         .route("/movies/{movie_id}/seats", get(movies::seat_map::<S>))
         .route("/movies/{movie_id}/events", get(events::stream::<S>))
@@ -77,7 +93,9 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
         .route(
             "/sessions/{session_id}",
             axum::routing::delete(sessions::release::<S>),
-        )
+        );
+    let seed = if config.seed_api { seed } else { Router::new() };
+    seed.nest("/api/v1", v1)
         .route("/reports/{name}", get(reports::report::<S>))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready::<S>))
@@ -89,6 +107,14 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
             seat_maps: Arc::default(),
             streams: Arc::new(Streams::new(config.max_event_streams, stop_streams)),
             reports_token: config.reports_token.as_deref().map(Arc::from),
+            api: Arc::new(api::Api {
+                signing: api::Signing::new(
+                    config.identity_secret.clone(),
+                    config.identity_secret_previous.clone(),
+                ),
+                max_seats_per_hold: config.max_seats_per_hold,
+                max_holds_per_user: config.hold.max_holds_per_user,
+            }),
         })
         .layer(
             ServiceBuilder::new()

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::seat_maps::Rendered;
 use super::{AppError, AppState};
-use crate::domain::{Movie, SeatId, UserId};
+use crate::domain::{Movie, SeatId};
 use crate::store::SeatStore;
 
 pub async fn list<S: SeatStore>(
@@ -18,11 +18,12 @@ pub async fn list<S: SeatStore>(
     Ok(axum::Json(app.store.movies().await?))
 }
 
-/// One taken seat, in the tutorial's wire format.
+/// One taken seat, in the tutorial's wire format. An API user's id is never shown: whoever
+/// knows a seed user's id is that user, and an API user's must not be learned here.
 #[derive(Serialize)]
 pub struct TakenSeatBody {
     seat_id: SeatId,
-    user_id: UserId,
+    user_id: String,
     booked: bool,
     confirmed: bool,
 }
@@ -58,7 +59,7 @@ async fn render<S: SeatStore>(store: &S, movie_id: &str) -> Result<Rendered, App
         .into_iter()
         .map(|seat| TakenSeatBody {
             seat_id: seat.seat_id,
-            user_id: seat.user_id,
+            user_id: seat.user_id.public().to_owned(),
             booked: true,
             confirmed: seat.confirmed,
         })

@@ -6,10 +6,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 
-use super::{HoldPolicy, SeatStore, SessionStatus, StoreError, StoreResult, Verdict, lock_order};
-use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, TakenSeat, UserId, seed_movies};
+use super::{
+    Claim, Command, Effect, HoldPolicy, KEY_LIFETIME, Keyed, Replay, SeatStore, SessionInfo,
+    SessionStatus, StoreError, StoreResult, Verdict, Want, lock_order,
+};
+use crate::domain::{
+    Booking, BookingReference, Hold, Movie, SeatId, SessionId, TakenSeat, UserId, seed_movies,
+};
 use crate::events::{Change, ChangeKind, Hub};
 use crate::reports::{Report, Rows};
+use crate::seating::Room;
 
 #[derive(Clone)]
 pub struct MemoryStore {
@@ -27,6 +33,19 @@ struct State {
     sessions: HashMap<SessionId, Session>,
     /// Sessions still marked held (some may have lapsed), per user: the limit counts these.
     held_by_user: HashMap<UserId, HashSet<SessionId>>,
+    /// Every session of each user, oldest first.
+    by_user: HashMap<UserId, Vec<SessionId>>,
+    /// Idempotency keys per user and key.
+    keys: HashMap<(UserId, String), Kept>,
+    /// The signing secret of API tokens, random per process.
+    identity_secret: Vec<u8>,
+}
+
+/// A response kept for an idempotency key.
+struct Kept {
+    fingerprint: String,
+    replay: Replay,
+    at: DateTime<Utc>,
 }
 
 struct SeatRow {
@@ -47,12 +66,32 @@ struct Session {
     user: UserId,
     seats: Vec<SeatId>,
     status: SessionStatus,
+    created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
+    extensions: u32,
+    reference: Option<BookingReference>,
 }
 
 impl Session {
     fn lapsed(&self, now: DateTime<Utc>) -> bool {
         self.status == SessionStatus::Held && self.expires_at <= now
+    }
+
+    fn info(&self, session_id: SessionId, now: DateTime<Utc>) -> SessionInfo {
+        SessionInfo {
+            session_id,
+            movie_id: self.movie_id.clone(),
+            seats: self.seats.clone(),
+            status: if self.lapsed(now) {
+                SessionStatus::Expired
+            } else {
+                self.status
+            },
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            extensions: self.extensions,
+            reference: self.reference.clone(),
+        }
     }
 }
 
@@ -60,6 +99,10 @@ impl MemoryStore {
     pub fn new(policy: HoldPolicy) -> Self {
         let state = State {
             movies: seed_movies(),
+            identity_secret: [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
+                .iter()
+                .flat_map(|u| u.into_bytes())
+                .collect(),
             ..State::default()
         };
         Self {
@@ -96,7 +139,187 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    fn hold_in(
+        &self,
+        state: &mut State,
+        movie: &Movie,
+        seats: Vec<SeatId>,
+        user: &UserId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Hold> {
+        let seats = lock_order(seats)?;
+        let taken: Vec<SeatId> = match state.seats.get(&movie.id) {
+            Some(map) => seats
+                .iter()
+                .filter(|seat| map.get(*seat).is_some_and(|row| row.live(now)))
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        if !taken.is_empty() {
+            return Err(StoreError::SeatTaken(taken));
+        }
+        let limit = self.policy.max_holds_per_user;
+        if state.live_holds(user, now) + seats.len() > limit as usize {
+            return Err(StoreError::LimitReached { limit });
+        }
+
+        // Lapsed holds on these seats are taken over.
+        let lapsed: Vec<(SeatId, SessionId)> =
+            state.seats.get(&movie.id).map_or_else(Vec::new, |map| {
+                seats
+                    .iter()
+                    .filter_map(|seat| map.get(seat).map(|row| (seat.clone(), row.session)))
+                    .collect()
+            });
+        let mut expired = Vec::new();
+        for (seat, session) in lapsed {
+            state.end_hold(session, SessionStatus::Expired);
+            expired.push(seat);
+        }
+        self.publish(ChangeKind::Expired, &movie.id, expired, None);
+
+        let session = SessionId::new();
+        let expires_at = now + self.policy.ttl;
+        let map = state.seats.entry(movie.id.clone()).or_default();
+        for seat in &seats {
+            map.insert(
+                seat.clone(),
+                SeatRow {
+                    session,
+                    user: user.clone(),
+                    expires_at: Some(expires_at),
+                },
+            );
+        }
+        state.sessions.insert(
+            session,
+            Session {
+                movie_id: movie.id.clone(),
+                user: user.clone(),
+                seats: seats.clone(),
+                status: SessionStatus::Held,
+                created_at: now,
+                expires_at,
+                extensions: 0,
+                reference: None,
+            },
+        );
+        state
+            .held_by_user
+            .entry(user.clone())
+            .or_default()
+            .insert(session);
+        state.by_user.entry(user.clone()).or_default().push(session);
+        self.publish(ChangeKind::Held, &movie.id, seats.clone(), Some(expires_at));
+
+        Ok(Hold {
+            session_id: session,
+            movie_id: movie.id.clone(),
+            seats,
+            user_id: user.clone(),
+            expires_at,
+            server_time: now,
+        })
+    }
+
+    fn confirm_in(
+        &self,
+        state: &mut State,
+        session: SessionId,
+        user: &UserId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Booking> {
+        let s = state.own_session(session, user)?;
+        let verdict = s.status.confirm(s.lapsed(now))?;
+        let reference = s
+            .reference
+            .get_or_insert_with(BookingReference::random)
+            .clone();
+        let booking = Booking {
+            session_id: session,
+            movie_id: s.movie_id.clone(),
+            seats: s.seats.clone(),
+            user_id: user.clone(),
+            reference,
+        };
+        if verdict == Verdict::Apply {
+            state.end_hold(session, SessionStatus::Confirmed);
+            let map = state
+                .seats
+                .get_mut(&booking.movie_id)
+                .expect("held seats have rows");
+            for seat in &booking.seats {
+                map.get_mut(seat).expect("held seats have rows").expires_at = None;
+            }
+            self.publish(
+                ChangeKind::Confirmed,
+                &booking.movie_id,
+                booking.seats.clone(),
+                None,
+            );
+        }
+        Ok(booking)
+    }
+
+    fn extend_in(
+        &self,
+        state: &mut State,
+        session: SessionId,
+        user: &UserId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<SessionInfo> {
+        let policy = self.policy;
+        let s = state.own_session(session, user)?;
+        s.status.extend(s.lapsed(now))?;
+        let deadline = (now + policy.ttl).min(s.created_at + policy.max_lifetime);
+        if s.extensions >= policy.max_extensions || deadline <= s.expires_at {
+            return Err(StoreError::ExtensionLimit);
+        }
+        s.expires_at = deadline;
+        s.extensions += 1;
+        let info = s.info(session, now);
+        let map = state
+            .seats
+            .get_mut(&info.movie_id)
+            .expect("held seats have rows");
+        for seat in &info.seats {
+            map.get_mut(seat).expect("held seats have rows").expires_at = Some(deadline);
+        }
+        self.publish(
+            ChangeKind::Extended,
+            &info.movie_id,
+            info.seats.clone(),
+            Some(deadline),
+        );
+        Ok(info)
+    }
+}
+
+/// Whether an idempotency key kept `at` is still in force.
+fn fresh(at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    // A clock read before another request's lock may be earlier than the key: fresh.
+    (now - at)
+        .to_std()
+        .ok()
+        .is_none_or(|age| age < KEY_LIFETIME)
+}
+
 impl State {
+    /// The best available seats for a group (`seating`).
+    fn best(&self, movie: &Movie, quantity: usize, now: DateTime<Utc>) -> StoreResult<Vec<SeatId>> {
+        let taken = self
+            .seats
+            .get(&movie.id)
+            .into_iter()
+            .flatten()
+            .filter(|(_, row)| row.live(now))
+            .map(|(seat, _)| seat);
+        let room = Room::new(movie, taken);
+        room.best(quantity)
+            .ok_or(StoreError::NotEnoughSeats { free: room.free() })
+    }
     /// The session if it is `user`'s; someone else's looks exactly like an unknown one.
     fn own_session(&mut self, session: SessionId, user: &UserId) -> StoreResult<&mut Session> {
         self.sessions
@@ -169,109 +392,11 @@ impl SeatStore for MemoryStore {
     }
 
     async fn hold(&self, movie: &Movie, seats: Vec<SeatId>, user: &UserId) -> StoreResult<Hold> {
-        let seats = lock_order(seats)?;
-        let now = Utc::now();
-        let mut state = self.lock();
-
-        let taken: Vec<SeatId> = match state.seats.get(&movie.id) {
-            Some(map) => seats
-                .iter()
-                .filter(|seat| map.get(*seat).is_some_and(|row| row.live(now)))
-                .cloned()
-                .collect(),
-            None => Vec::new(),
-        };
-        if !taken.is_empty() {
-            return Err(StoreError::SeatTaken(taken));
-        }
-        let limit = self.policy.max_holds_per_user;
-        if state.live_holds(user, now) + seats.len() > limit as usize {
-            return Err(StoreError::LimitReached { limit });
-        }
-
-        // Lapsed holds on these seats are taken over.
-        let lapsed: Vec<(SeatId, SessionId)> =
-            state.seats.get(&movie.id).map_or_else(Vec::new, |map| {
-                seats
-                    .iter()
-                    .filter_map(|seat| map.get(seat).map(|row| (seat.clone(), row.session)))
-                    .collect()
-            });
-        let mut expired = Vec::new();
-        for (seat, session) in lapsed {
-            state.end_hold(session, SessionStatus::Expired);
-            expired.push(seat);
-        }
-        self.publish(ChangeKind::Expired, &movie.id, expired, None);
-
-        let session = SessionId::new();
-        let expires_at = now + self.policy.ttl;
-        let map = state.seats.entry(movie.id.clone()).or_default();
-        for seat in &seats {
-            map.insert(
-                seat.clone(),
-                SeatRow {
-                    session,
-                    user: user.clone(),
-                    expires_at: Some(expires_at),
-                },
-            );
-        }
-        state.sessions.insert(
-            session,
-            Session {
-                movie_id: movie.id.clone(),
-                user: user.clone(),
-                seats: seats.clone(),
-                status: SessionStatus::Held,
-                expires_at,
-            },
-        );
-        state
-            .held_by_user
-            .entry(user.clone())
-            .or_default()
-            .insert(session);
-        self.publish(ChangeKind::Held, &movie.id, seats.clone(), Some(expires_at));
-
-        Ok(Hold {
-            session_id: session,
-            movie_id: movie.id.clone(),
-            seats,
-            user_id: user.clone(),
-            expires_at,
-            server_time: now,
-        })
+        self.hold_in(&mut self.lock(), movie, seats, user, Utc::now())
     }
 
     async fn confirm(&self, session: SessionId, user: &UserId) -> StoreResult<Booking> {
-        let now = Utc::now();
-        let mut state = self.lock();
-        let s = state.own_session(session, user)?;
-        let verdict = s.status.confirm(s.lapsed(now))?;
-        let booking = Booking {
-            session_id: session,
-            movie_id: s.movie_id.clone(),
-            seats: s.seats.clone(),
-            user_id: user.clone(),
-        };
-        if verdict == Verdict::Apply {
-            state.end_hold(session, SessionStatus::Confirmed);
-            let map = state
-                .seats
-                .get_mut(&booking.movie_id)
-                .expect("held seats have rows");
-            for seat in &booking.seats {
-                map.get_mut(seat).expect("held seats have rows").expires_at = None;
-            }
-            self.publish(
-                ChangeKind::Confirmed,
-                &booking.movie_id,
-                booking.seats.clone(),
-                None,
-            );
-        }
-        Ok(booking)
+        self.confirm_in(&mut self.lock(), session, user, Utc::now())
     }
 
     async fn release(&self, session: SessionId, user: &UserId) -> StoreResult<()> {
@@ -290,6 +415,95 @@ impl SeatStore for MemoryStore {
         }
         self.publish(ChangeKind::Released, &movie_id, seats, None);
         Ok(())
+    }
+
+    async fn execute(
+        &self,
+        user: &UserId,
+        command: Command,
+        claim: Option<Claim<'_>>,
+    ) -> StoreResult<Keyed> {
+        // One lock for the lookup, the change and the key: no request is ever seen in flight.
+        let mut state = self.lock();
+        let now = Utc::now();
+        if let Some(claim) = &claim {
+            let key = (user.clone(), claim.key.to_owned());
+            if let Some(kept) = state.keys.get(&key).filter(|k| fresh(k.at, now)) {
+                return if kept.fingerprint == claim.fingerprint {
+                    Ok(Keyed::Replayed(kept.replay.clone()))
+                } else {
+                    Err(StoreError::KeyReused)
+                };
+            }
+        }
+        let outcome = match command {
+            Command::Hold { movie, want } => {
+                let seats = match want {
+                    Want::Seats(seats) => Ok(seats),
+                    Want::Best(quantity) => state.best(&movie, quantity, now),
+                };
+                seats
+                    .and_then(|seats| self.hold_in(&mut state, &movie, seats, user, now))
+                    .map(Effect::Held)
+            }
+            Command::Confirm(session) => self
+                .confirm_in(&mut state, session, user, now)
+                .map(Effect::Confirmed),
+            Command::Extend(session) => self
+                .extend_in(&mut state, session, user, now)
+                .map(Effect::Extended),
+        };
+        if let Some(claim) = claim
+            && let Some(replay) = (claim.keep)(&outcome)
+        {
+            let kept = Kept {
+                fingerprint: claim.fingerprint.to_owned(),
+                replay,
+                at: now,
+            };
+            state
+                .keys
+                .insert((user.clone(), claim.key.to_owned()), kept);
+        }
+        outcome.map(Keyed::Done)
+    }
+
+    async fn session(&self, session: SessionId, user: &UserId) -> StoreResult<SessionInfo> {
+        let now = Utc::now();
+        Ok(self.lock().own_session(session, user)?.info(session, now))
+    }
+
+    async fn user_sessions(&self, user: &UserId) -> StoreResult<Vec<SessionInfo>> {
+        let now = Utc::now();
+        let state = self.lock();
+        let Some(ids) = state.by_user.get(user) else {
+            return Ok(Vec::new());
+        };
+        Ok(ids
+            .iter()
+            .filter_map(|id| Some(state.sessions.get(id)?.info(*id, now)))
+            .filter(|info| matches!(info.status, SessionStatus::Held | SessionStatus::Confirmed))
+            .collect())
+    }
+
+    async fn identity_secret(&self) -> StoreResult<Vec<u8>> {
+        Ok(self.lock().identity_secret.clone())
+    }
+
+    async fn forget_keys(&self, batch: u32) -> StoreResult<u64> {
+        let now = Utc::now();
+        let mut state = self.lock();
+        let doomed: Vec<(UserId, String)> = state
+            .keys
+            .iter()
+            .filter(|(_, kept)| !fresh(kept.at, now))
+            .map(|(key, _)| key.clone())
+            .take(batch as usize)
+            .collect();
+        for key in &doomed {
+            state.keys.remove(key);
+        }
+        Ok(doomed.len() as u64)
     }
 
     async fn report(&self, _: Report, _: Option<&str>) -> StoreResult<Rows> {

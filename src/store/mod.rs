@@ -3,7 +3,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Booking, BookingReference, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
 use crate::events::Hub;
 use crate::reports::{Report, Rows};
 
@@ -21,6 +23,11 @@ pub struct HoldPolicy {
     pub ttl: Duration,
     /// How many live (unconfirmed) seats one user may hold at once, across all movies.
     pub max_holds_per_user: u32,
+    /// How many times a hold may be extended (`MAX_HOLD_EXTENSIONS`).
+    pub max_extensions: u32,
+    /// How long after it began a hold may last at most, extensions included
+    /// (`MAX_HOLD_LIFETIME_SECS`).
+    pub max_lifetime: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +52,17 @@ pub enum StoreError {
     AlreadyConfirmed,
     #[error("hold limit of {limit} seats reached")]
     LimitReached { limit: u32 },
+    /// A best-available request for more seats than are free.
+    #[error("only {free} seats are free")]
+    NotEnoughSeats { free: usize },
+    #[error("this hold cannot be extended any further")]
+    ExtensionLimit,
+    /// A request with this idempotency key is still being carried out.
+    #[error("a request with this idempotency key is in flight")]
+    KeyInFlight,
+    /// The idempotency key was used before for a different request.
+    #[error("this idempotency key was used for a different request")]
+    KeyReused,
     /// Reports read views only the PostgreSQL store has.
     #[error("reports need PostgreSQL: set DATABASE_URL")]
     ReportsNeedPostgres,
@@ -146,6 +164,18 @@ impl SessionStatus {
         }
     }
 
+    /// The rule of extend, for both stores: only a live hold can be extended; a booking needs
+    /// none (409), a released or expired hold is gone (410).
+    pub(crate) fn extend(self, lapsed: bool) -> StoreResult<()> {
+        match self {
+            Self::Confirmed => Err(StoreError::AlreadyConfirmed),
+            Self::Released => Err(StoreError::Released),
+            Self::Expired => Err(StoreError::Expired),
+            Self::Held if lapsed => Err(StoreError::Expired),
+            Self::Held => Ok(()),
+        }
+    }
+
     /// The rule of release, for both stores: releasing twice is harmless; a booking cannot be
     /// released (409); an expired hold is gone (410).
     pub(crate) fn release(self, lapsed: bool) -> StoreResult<Verdict> {
@@ -157,6 +187,77 @@ impl SessionStatus {
             Self::Held => Ok(Verdict::Apply),
         }
     }
+}
+
+/// One session as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub session_id: SessionId,
+    pub movie_id: String,
+    /// In seat order.
+    pub seats: Vec<SeatId>,
+    /// A lapsed hold is `Expired`.
+    pub status: SessionStatus,
+    pub created_at: DateTime<Utc>,
+    /// The hold's deadline (for a booking, the one it beat).
+    pub expires_at: DateTime<Utc>,
+    pub extensions: u32,
+    /// Set once confirmed.
+    pub reference: Option<BookingReference>,
+}
+
+/// What seats a hold asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    /// These, all or none.
+    Seats(Vec<SeatId>),
+    /// The best available for a group of this many (`seating`).
+    Best(usize),
+}
+
+/// A change an API user asks for, which an idempotency key can guard.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Hold { movie: Movie, want: Want },
+    Confirm(SessionId),
+    Extend(SessionId),
+}
+
+/// What a `Command` did.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    Held(Hold),
+    Confirmed(Booking),
+    Extended(SessionInfo),
+}
+
+/// A response kept for an idempotency key: what is sent again for a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    pub status: u16,
+    /// JSON.
+    pub body: String,
+}
+
+/// An idempotency key, with what it must match and how to keep the answer.
+#[derive(Clone, Copy)]
+pub struct Claim<'a> {
+    pub key: &'a str,
+    /// The request as parsed, with its route: a retry must match it.
+    pub fingerprint: &'a str,
+    /// The response to keep for an outcome, or `None` for one a retry should not see
+    /// (conflicts, limits, outages: a retry may succeed).
+    pub keep: &'a (dyn Fn(&StoreResult<Effect>) -> Option<Replay> + Send + Sync),
+}
+
+/// How long an idempotency key is remembered.
+pub const KEY_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A command's answer: carried out now, or the kept response of an earlier request with its key.
+#[derive(Debug)]
+pub enum Keyed {
+    Done(Effect),
+    Replayed(Replay),
 }
 
 /// Everything the HTTP layer needs from storage. Both stores pass the same contract suite
@@ -191,6 +292,37 @@ pub trait SeatStore: Clone + Send + Sync + 'static {
         session: SessionId,
         user: &UserId,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Carries out an API user's command, at most once per idempotency key: a retry with the
+    /// same key and request gets the kept response, one with another request `KeyReused`, one
+    /// while the first is under way `KeyInFlight`. The key is kept with the change, atomically.
+    fn execute(
+        &self,
+        user: &UserId,
+        command: Command,
+        claim: Option<Claim<'_>>,
+    ) -> impl Future<Output = StoreResult<Keyed>> + Send;
+
+    /// `user`'s session; `SessionNotFound` for anyone else's.
+    fn session(
+        &self,
+        session: SessionId,
+        user: &UserId,
+    ) -> impl Future<Output = StoreResult<SessionInfo>> + Send;
+
+    /// `user`'s live holds and bookings, oldest first.
+    fn user_sessions(
+        &self,
+        user: &UserId,
+    ) -> impl Future<Output = StoreResult<Vec<SessionInfo>>> + Send;
+
+    /// The secret API tokens are signed with when `IDENTITY_SECRET` is not set: made on first
+    /// use and shared by every process of the store (PostgreSQL keeps it; the memory store's
+    /// is random per process, as everything else of it is).
+    fn identity_secret(&self) -> impl Future<Output = StoreResult<Vec<u8>>> + Send;
+
+    /// Deletes up to `batch` idempotency keys older than `KEY_LIFETIME`; returns how many went.
+    fn forget_keys(&self, batch: u32) -> impl Future<Output = StoreResult<u64>> + Send;
 
     /// Deletes up to `batch` expired holds; returns how many went. Garbage collection only:
     /// no answer of the store depends on it having run.

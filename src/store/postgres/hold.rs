@@ -269,8 +269,46 @@ async fn round(
     policy: HoldPolicy,
     requests: &[&Request],
 ) -> StoreResult<Vec<Decision>> {
+    if link.persistent() {
+        // One statement, its own transaction.
+        return call(conn, link, policy, requests).await;
+    }
+    let mut tx = link.begin_on(conn).await.map_err(classify)?;
+    let decisions = call(&mut tx, link, policy, requests).await?;
+    tx.commit().await.map_err(|error| match error {
+        // PostgreSQL answered: it did not commit.
+        sqlx::Error::Database(_) => classify(error),
+        // The answer to the commit was lost: it may have been made.
+        _ => StoreError::OutcomeUnknown,
+    })?;
+    Ok(decisions)
+}
+
+/// Decides one request inside the caller's transaction `tx`, calling `hold_seats` again
+/// while it answers `again`.
+pub(super) async fn hold_in(
+    tx: &mut PgConnection,
+    link: &Link,
+    policy: HoldPolicy,
+    request: &Request,
+) -> StoreResult<Hold> {
+    loop {
+        let mut decisions = call(tx, link, policy, &[request]).await?;
+        if let Decision::Done(answer) = decisions.remove(0) {
+            return answer;
+        }
+    }
+}
+
+/// One call of `hold_seats` on `conn`, in whatever transaction it is in.
+async fn call(
+    conn: &mut PgConnection,
+    link: &Link,
+    policy: HoldPolicy,
+    requests: &[&Request],
+) -> StoreResult<Vec<Decision>> {
     let batch = Batch::new(requests);
-    let call = sqlx::query_as(statements::HOLD_SEATS)
+    let outcomes: Vec<Outcome> = sqlx::query_as(statements::HOLD_SEATS)
         .persistent(link.persistent())
         .bind(&batch.seat_requests)
         .bind(&batch.seat_movies)
@@ -278,21 +316,10 @@ async fn round(
         .bind(&batch.sessions)
         .bind(&batch.users)
         .bind(policy.ttl.as_secs_f64())
-        .bind(i32::try_from(policy.max_holds_per_user).unwrap_or(i32::MAX));
-    let outcomes: Vec<Outcome> = if link.persistent() {
-        // One statement, its own transaction.
-        call.fetch_all(&mut *conn).await.map_err(classify)?
-    } else {
-        let mut tx = link.begin_on(conn).await.map_err(classify)?;
-        let outcomes = call.fetch_all(&mut *tx).await.map_err(classify)?;
-        tx.commit().await.map_err(|error| match error {
-            // PostgreSQL answered: it did not commit.
-            sqlx::Error::Database(_) => classify(error),
-            // The answer to the commit was lost: it may have been made.
-            _ => StoreError::OutcomeUnknown,
-        })?;
-        outcomes
-    };
+        .bind(i32::try_from(policy.max_holds_per_user).unwrap_or(i32::MAX))
+        .fetch_all(conn)
+        .await
+        .map_err(classify)?;
     if outcomes.len() != requests.len() {
         return Err(StoreError::Database(sqlx::Error::Protocol(format!(
             "hold_seats answered {} of {} requests",

@@ -12,12 +12,14 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::{
-    HoldPolicy, SeatStore, SessionStatus, StoreError, StoreResult, Unavailable, Verdict, lock_order,
+    Claim, Command, HoldPolicy, Keyed, SeatStore, SessionInfo, SessionStatus, StoreError,
+    StoreResult, Unavailable, Verdict, lock_order,
 };
-use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
+use crate::domain::{Booking, BookingReference, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
 use crate::events::Hub;
 use crate::reports::{Report, Rows};
 
+mod api;
 mod hold;
 mod link;
 pub mod listener;
@@ -43,22 +45,50 @@ mod statements {
     /// Deletes up to `$1` expired holds; returns how many went.
     pub const REAP_EXPIRED: &str = "select reap_expired($1)";
 
-    /// Confirms session `$1` and records it for its seats (`$2` movies, `$3` seats, `$4`
-    /// sessions, `$5` users), in one statement: what the ledger reads of the session (its seat
-    /// count and deadline) is the same before and after the update.
+    /// Confirms session `$1`, gives it a booking reference, and records it for its seats (`$2`
+    /// movies, `$3` seats, `$4` sessions, `$5` users), in one statement: what the ledger reads
+    /// of the session (its seat count and deadline) is the same before and after the update.
+    /// Answers the reference.
     pub const CONFIRM: &str = "with seats as (
              update seat_holds
              set status = 'confirmed', expires_at = null, confirmed_at = now()
              where session_id = $1),
          session as (
-             update hold_sessions set status = 'confirmed', confirmed_at = now() where id = $1)
-         select record_seat_changes('confirmed', $2, $3, $4, $5, null)";
+             update hold_sessions
+             set status = 'confirmed', confirmed_at = now(),
+                 booking_reference = new_booking_reference()
+             where id = $1
+             returning booking_reference)
+         select s.booking_reference, record_seat_changes('confirmed', $2, $3, $4, $5, null)::text
+           from session s";
 
     /// Releases session `$1` and records it, as `CONFIRM` does.
     pub const RELEASE: &str = "with seats as (delete from seat_holds where session_id = $1),
          session as (
              update hold_sessions set status = 'released', ended_at = now() where id = $1)
          select record_seat_changes('released', $2, $3, $4, $5, null)";
+
+    /// Extends session `$1` to now + `$6` seconds, but no later than `$7` seconds after it
+    /// began and only if it has been extended fewer than `$8` times and the new deadline is
+    /// later; records it as `CONFIRM` does. Answers the new deadline and count, or no row.
+    pub const EXTEND: &str = "with deadline as (
+             select least(now() + make_interval(secs => $6),
+                          s.created_at + make_interval(secs => $7)) as at
+               from hold_sessions s
+              where s.id = $1 and s.extensions < $8),
+         session as (
+             update hold_sessions s set expires_at = d.at, extensions = s.extensions + 1
+               from deadline d
+              where s.id = $1 and d.at > s.expires_at
+             returning s.expires_at, s.extensions),
+         seats as (
+             update seat_holds h set expires_at = s.expires_at
+               from session s
+              where h.session_id = $1)
+         select s.expires_at, s.extensions,
+                record_seat_changes('extended', $2, $3, $4, $5,
+                                    array_fill(s.expires_at, array[cardinality($3)]))::text
+           from session s";
 }
 
 /// How the connection pool is set up.
@@ -125,6 +155,10 @@ struct SessionRow {
     status: String,
     /// Still marked held, but its time has passed.
     lapsed: bool,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    extensions: i32,
+    booking_reference: Option<String>,
 }
 
 impl PgStore {
@@ -237,7 +271,8 @@ impl PgStore {
         .await
         .map_err(classify)?;
         let row: Option<SessionRow> = sqlx::query_as(
-            "select movie_id, seat_count, status, (status = 'held' and expires_at <= now()) as lapsed
+            "select movie_id, seat_count, status, (status = 'held' and expires_at <= now()) as lapsed,
+                    created_at, expires_at, extensions, booking_reference
              from hold_sessions where id = $1 and user_id = $2 for update",
         )
         .persistent(self.link.persistent())
@@ -255,38 +290,65 @@ impl PgStore {
             .collect::<StoreResult<Vec<_>>>()?;
         // Part of a group that lapsed may have been taken over: the hold as a whole is gone.
         let complete = usize::try_from(row.seat_count).is_ok_and(|n| n == seats.len());
+        let reference = row
+            .booking_reference
+            .map(|r| {
+                BookingReference::parse(r.clone()).ok_or_else(|| corrupt("booking_reference", &r))
+            })
+            .transpose()?;
         Ok(LockedSession {
             movie_id: row.movie_id,
             lapsed: status == SessionStatus::Held && (row.lapsed || !complete),
             status,
             seats,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            extensions: u32::try_from(row.extensions).unwrap_or(0),
+            reference,
         })
     }
 }
 
 impl LockedSession {
-    /// Applies `statement` (`CONFIRM` or `RELEASE`) to this session's rows, with its side
-    /// writes (the ledger rows, through `record_seat_changes`, where every change's go).
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
+    /// `statement` (`CONFIRM`, `RELEASE` or `EXTEND`) for this session's rows, with the
+    /// arguments of its side writes (the ledger rows, through `record_seat_changes`, where
+    /// every change's go): `$1` the session, `$2`.. `$5` per seat its movie, seat, session and
+    /// user.
+    fn apply<'q, O>(
+        &'q self,
         link: &Link,
         statement: &'static str,
         session: SessionId,
-        user: &UserId,
-    ) -> StoreResult<()> {
+        user: &'q UserId,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>
+    where
+        O: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
         let n = self.seats.len();
-        sqlx::query(statement)
+        sqlx::query_as(statement)
             .persistent(link.persistent())
             .bind(session.0)
             .bind(vec![self.movie_id.as_str(); n])
             .bind(self.seats.iter().map(SeatId::as_str).collect::<Vec<_>>())
             .bind(vec![session.0; n])
             .bind(vec![user.as_str(); n])
-            .execute(conn)
-            .await
-            .map_err(classify)?;
-        Ok(())
+    }
+
+    fn info(&self, session_id: SessionId) -> SessionInfo {
+        SessionInfo {
+            session_id,
+            movie_id: self.movie_id.clone(),
+            seats: self.seats.clone(),
+            status: if self.lapsed {
+                SessionStatus::Expired
+            } else {
+                self.status
+            },
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            extensions: self.extensions,
+            reference: self.reference.clone(),
+        }
     }
 }
 
@@ -297,6 +359,10 @@ struct LockedSession {
     lapsed: bool,
     /// Its live seats, in seat order.
     seats: Vec<SeatId>,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    extensions: u32,
+    reference: Option<BookingReference>,
 }
 
 /// A pool for `url` that connects lazily (the first query opens the first connection), each
@@ -389,7 +455,7 @@ impl SeatStore for PgStore {
                 Ok(TakenSeat {
                     seat_id: SeatId::parse(&seat_id)
                         .map_err(|_| corrupt("seat_holds.seat_id", &seat_id))?,
-                    user_id: UserId::parse(user_id)
+                    user_id: UserId::parse_stored(user_id)
                         .map_err(|e| corrupt("seat_holds.user_id", &e.to_string()))?,
                     confirmed,
                     expires_at,
@@ -415,20 +481,9 @@ impl SeatStore for PgStore {
 
     async fn confirm(&self, session: SessionId, user: &UserId) -> StoreResult<Booking> {
         let mut tx = self.link.begin().await.map_err(classify)?;
-        let found = self.lock_session(&mut tx, session, user).await?;
-        if found.status.confirm(found.lapsed)? == Verdict::Apply {
-            found
-                .apply(&mut tx, &self.link, statements::CONFIRM, session, user)
-                .await?;
-            tx.commit().await.map_err(classify)?;
-            tracing::debug!(%session, seats = ?found.seats, "confirmed");
-        }
-        Ok(Booking {
-            session_id: session,
-            movie_id: found.movie_id,
-            seats: found.seats,
-            user_id: user.clone(),
-        })
+        let booking = self.confirm_in(&mut tx, session, user).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(booking)
     }
 
     async fn release(&self, session: SessionId, user: &UserId) -> StoreResult<()> {
@@ -436,12 +491,39 @@ impl SeatStore for PgStore {
         let found = self.lock_session(&mut tx, session, user).await?;
         if found.status.release(found.lapsed)? == Verdict::Apply {
             found
-                .apply(&mut tx, &self.link, statements::RELEASE, session, user)
-                .await?;
+                .apply::<()>(&self.link, statements::RELEASE, session, user)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(classify)?;
             tx.commit().await.map_err(classify)?;
             tracing::debug!(%session, seats = ?found.seats, "released");
         }
         Ok(())
+    }
+
+    async fn execute(
+        &self,
+        user: &UserId,
+        command: Command,
+        claim: Option<Claim<'_>>,
+    ) -> StoreResult<Keyed> {
+        self.execute_command(user, command, claim).await
+    }
+
+    async fn session(&self, session: SessionId, user: &UserId) -> StoreResult<SessionInfo> {
+        self.session_info(session, user).await
+    }
+
+    async fn user_sessions(&self, user: &UserId) -> StoreResult<Vec<SessionInfo>> {
+        self.sessions_of(user).await
+    }
+
+    async fn identity_secret(&self) -> StoreResult<Vec<u8>> {
+        self.kept_identity_secret().await
+    }
+
+    async fn forget_keys(&self, batch: u32) -> StoreResult<u64> {
+        self.forget_old_keys(batch).await
     }
 
     async fn report(&self, report: Report, movie: Option<&str>) -> StoreResult<Rows> {

@@ -1,0 +1,503 @@
+//! `/api/v1`: identities, the seat map with the caller's own seats, group and best-available
+//! holds with a counter-offer after a lost race, sessions, and idempotent writes.
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use super::sessions::rfc3339;
+use super::{AppError, AppState, Json};
+use crate::config::Secret;
+use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, UserId};
+use crate::identity::Identities;
+use crate::seating::Room;
+use crate::store::{
+    Claim, Command, Effect, Keyed, Replay, SeatStore, SessionInfo, SessionStatus, StoreError,
+    StoreResult, Want,
+};
+
+/// Longest `Idempotency-Key` accepted.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// Signs and checks tokens, with the secret of the settings or else the store's, read once.
+pub struct Signing {
+    secret: Option<Secret>,
+    previous: Option<Secret>,
+    identities: OnceCell<Identities>,
+}
+
+impl Signing {
+    pub fn new(secret: Option<Secret>, previous: Option<Secret>) -> Self {
+        Self {
+            secret,
+            previous,
+            identities: OnceCell::new(),
+        }
+    }
+
+    async fn get<S: SeatStore>(&self, store: &S) -> Result<&Identities, AppError> {
+        self.identities
+            .get_or_try_init(|| async {
+                let previous = self.previous.as_ref().map(|p| p.expose().as_bytes());
+                let current = match &self.secret {
+                    Some(secret) => secret.expose().as_bytes().to_vec(),
+                    None => store.identity_secret().await?,
+                };
+                Ok::<_, AppError>(Identities::new(&current, previous))
+            })
+            .await
+    }
+}
+
+/// The API user a request's bearer token proves.
+pub struct Caller(pub UserId);
+
+impl<S: SeatStore> FromRequestParts<AppState<S>> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState<S>) -> Result<Self, AppError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or(AppError::InvalidToken)?;
+        let identities = app.api.signing.get(&app.store).await?;
+        identities
+            .verify(token)
+            .map(Caller)
+            .ok_or(AppError::InvalidToken)
+    }
+}
+
+/// An `Idempotency-Key` header, if the request has one.
+pub struct IdempotencyKey(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let key = value.as_bytes();
+        let valid = (1..=MAX_KEY_LEN).contains(&key.len()) && key.iter().all(u8::is_ascii_graphic);
+        if !valid {
+            return Err(AppError::InvalidIdempotencyKey);
+        }
+        Ok(Self(Some(String::from_utf8_lossy(key).into_owned())))
+    }
+}
+
+/// What the API's routes share, beside the store.
+pub struct Api {
+    pub signing: Signing,
+    pub max_seats_per_hold: usize,
+    pub max_holds_per_user: u32,
+}
+
+#[derive(Serialize)]
+pub struct IdentityBody {
+    user_id: UserId,
+    /// Send as `Authorization: Bearer <token>`.
+    token: String,
+}
+
+pub async fn create_identity<S: SeatStore>(
+    State(app): State<AppState<S>>,
+) -> Result<(StatusCode, axum::Json<IdentityBody>), AppError> {
+    let (user_id, token) = app.api.signing.get(&app.store).await?.issue();
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(IdentityBody { user_id, token }),
+    ))
+}
+
+pub async fn movies<S: SeatStore>(
+    State(app): State<AppState<S>>,
+    Caller(_): Caller,
+) -> Result<axum::Json<Vec<Movie>>, AppError> {
+    Ok(axum::Json(app.store.movies().await?))
+}
+
+#[derive(Serialize)]
+pub struct SeatMapBody {
+    movie_id: String,
+    rows: i32,
+    seats_per_row: i32,
+    /// Every seat of the room, in row order then number.
+    seats: Vec<SeatBody>,
+    #[serde(serialize_with = "rfc3339")]
+    server_time: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+pub struct SeatBody {
+    seat_id: SeatId,
+    /// `free`, `held` or `booked`.
+    state: &'static str,
+    /// Whether the caller holds or booked it.
+    yours: bool,
+    /// A held seat's deadline.
+    #[serde(serialize_with = "optional_rfc3339")]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+fn optional_rfc3339<S: serde::Serializer>(
+    at: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => rfc3339(at, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+pub async fn seat_map<S: SeatStore>(
+    State(app): State<AppState<S>>,
+    Caller(user): Caller,
+    Path(movie_id): Path<String>,
+) -> Result<axum::Json<SeatMapBody>, AppError> {
+    let movie = app.store.movie(&movie_id).await?;
+    let taken = app.store.seat_map(&movie.id).await?;
+    let server_time = Utc::now();
+    let mut taken = taken
+        .into_iter()
+        .map(|t| (t.seat_id.clone(), t))
+        .collect::<std::collections::HashMap<_, _>>();
+    let seats = movie
+        .seat_ids()
+        .map(|seat_id| match taken.remove(&seat_id) {
+            None => SeatBody {
+                seat_id,
+                state: "free",
+                yours: false,
+                expires_at: None,
+            },
+            Some(t) => SeatBody {
+                seat_id,
+                state: if t.confirmed { "booked" } else { "held" },
+                yours: t.user_id == user,
+                expires_at: t.expires_at,
+            },
+        })
+        .collect();
+    Ok(axum::Json(SeatMapBody {
+        movie_id: movie.id,
+        rows: movie.rows,
+        seats_per_row: movie.seats_per_row,
+        seats,
+        server_time,
+    }))
+}
+
+/// `{"seat_ids": [...]}` or `{"quantity": n}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    seat_ids: Option<Vec<String>>,
+    quantity: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct HoldBody {
+    session_id: SessionId,
+    movie_id: String,
+    seat_ids: Vec<SeatId>,
+    status: &'static str,
+    #[serde(serialize_with = "rfc3339")]
+    expires_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    server_time: DateTime<Utc>,
+}
+
+impl From<&Hold> for HoldBody {
+    fn from(hold: &Hold) -> Self {
+        Self {
+            session_id: hold.session_id,
+            movie_id: hold.movie_id.clone(),
+            seat_ids: hold.seats.clone(),
+            status: SessionStatus::Held.as_str(),
+            expires_at: hold.expires_at,
+            server_time: hold.server_time,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct BookingBody {
+    session_id: SessionId,
+    movie_id: String,
+    seat_ids: Vec<SeatId>,
+    status: &'static str,
+    booking_reference: String,
+}
+
+impl From<&Booking> for BookingBody {
+    fn from(booking: &Booking) -> Self {
+        Self {
+            session_id: booking.session_id,
+            movie_id: booking.movie_id.clone(),
+            seat_ids: booking.seats.clone(),
+            status: SessionStatus::Confirmed.as_str(),
+            booking_reference: booking.reference.as_str().to_owned(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct SessionBody {
+    session_id: SessionId,
+    movie_id: String,
+    seat_ids: Vec<SeatId>,
+    /// `held`, `confirmed`, `released` or `expired`.
+    status: &'static str,
+    #[serde(serialize_with = "rfc3339")]
+    created_at: DateTime<Utc>,
+    /// The hold's deadline; for a booking, the one it beat.
+    #[serde(serialize_with = "rfc3339")]
+    expires_at: DateTime<Utc>,
+    extensions: u32,
+    booking_reference: Option<String>,
+}
+
+impl From<&SessionInfo> for SessionBody {
+    fn from(s: &SessionInfo) -> Self {
+        Self {
+            session_id: s.session_id,
+            movie_id: s.movie_id.clone(),
+            seat_ids: s.seats.clone(),
+            status: s.status.as_str(),
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+            extensions: s.extensions,
+            booking_reference: s.reference.as_ref().map(|r| r.as_str().to_owned()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct SessionsBody {
+    sessions: Vec<SessionBody>,
+}
+
+pub async fn hold<S: SeatStore>(
+    State(app): State<AppState<S>>,
+    Caller(user): Caller,
+    IdempotencyKey(key): IdempotencyKey,
+    Path(movie_id): Path<String>,
+    Json(body): Json<HoldRequest>,
+) -> Result<Response, AppError> {
+    let movie = app.store.movie(&movie_id).await?;
+    let max = app.api.max_seats_per_hold;
+    let want = match (body.seat_ids, body.quantity) {
+        (Some(ids), None) => {
+            if !(1..=max).contains(&ids.len()) {
+                return Err(AppError::TooManySeats { max });
+            }
+            let mut seats = ids
+                .iter()
+                .map(|id| movie.seat(id))
+                .collect::<Result<Vec<_>, _>>()?;
+            seats.sort();
+            if let Some(pair) = seats.windows(2).find(|pair| pair[0] == pair[1]) {
+                return Err(AppError::DuplicateSeat(pair[0].clone()));
+            }
+            Want::Seats(seats)
+        }
+        (None, Some(quantity)) if (1..=max).contains(&quantity) => Want::Best(quantity),
+        (None, Some(_)) => return Err(AppError::TooManySeats { max }),
+        _ => {
+            return Err(AppError::InvalidBody(
+                "send either seat_ids (a list of seats) or quantity (how many seats)".into(),
+            ));
+        }
+    };
+    let fingerprint = format!("POST /api/v1/movies/{}/holds {want:?}", movie.id);
+    let asked = match &want {
+        Want::Seats(seats) => Some(seats.clone()),
+        Want::Best(_) => None,
+    };
+    let command = Command::Hold {
+        movie: movie.clone(),
+        want,
+    };
+    match execute(&app, &user, command, key, &fingerprint).await {
+        Err(StoreError::SeatTaken(taken)) if asked.is_some() => {
+            let asked = asked.unwrap_or_default();
+            let suggestion = counter_offer(&app, &user, &movie, &asked).await;
+            Err(AppError::SeatsTaken {
+                seats: taken,
+                suggestion,
+            })
+        }
+        outcome => answer(outcome),
+    }
+}
+
+/// A block like `asked`, as near to it as the room allows, that `user` may still hold: read
+/// after the refusal. `None` if there is none, or if it cannot be read now.
+async fn counter_offer<S: SeatStore>(
+    app: &AppState<S>,
+    user: &UserId,
+    movie: &Movie,
+    asked: &[SeatId],
+) -> Option<Vec<SeatId>> {
+    let (taken, sessions) =
+        tokio::join!(app.store.seat_map(&movie.id), app.store.user_sessions(user));
+    let held: usize = sessions
+        .ok()?
+        .iter()
+        .filter(|s| s.status == SessionStatus::Held)
+        .map(|s| s.seats.len())
+        .sum();
+    let quota = (app.api.max_holds_per_user as usize).saturating_sub(held);
+    if quota < asked.len() {
+        return None;
+    }
+    let taken = taken.ok()?;
+    Room::new(movie, taken.iter().map(|t| &t.seat_id)).near(asked.len(), asked)
+}
+
+pub async fn session<S: SeatStore>(
+    State(app): State<AppState<S>>,
+    Caller(user): Caller,
+    Path(session_id): Path<String>,
+) -> Result<axum::Json<SessionBody>, AppError> {
+    let session = app
+        .store
+        .session(parse_session(&session_id)?, &user)
+        .await?;
+    Ok(axum::Json(SessionBody::from(&session)))
+}
+
+/// An unknown session id and a malformed one look the same: a guess learns nothing.
+fn parse_session(raw: &str) -> Result<SessionId, AppError> {
+    SessionId::parse(raw).map_err(|_| AppError::SessionNotFound)
+}
+
+pub async fn my_sessions<S: SeatStore>(
+    State(app): State<AppState<S>>,
+    Caller(user): Caller,
+) -> Result<axum::Json<SessionsBody>, AppError> {
+    let sessions = app.store.user_sessions(&user).await?;
+    Ok(axum::Json(SessionsBody {
+        sessions: sessions.iter().map(SessionBody::from).collect(),
+    }))
+}
+
+pub async fn extend<S: SeatStore>(
+    State(app): State<AppState<S>>,
+    Caller(user): Caller,
+    IdempotencyKey(key): IdempotencyKey,
+    Path(session_id): Path<String>,
+) -> Result<Response, AppError> {
+    let session = parse_session(&session_id)?;
+    let fingerprint = format!("POST /api/v1/sessions/{session}/extend");
+    answer(execute(&app, &user, Command::Extend(session), key, &fingerprint).await)
+}
+
+pub async fn confirm<S: SeatStore>(
+    State(app): State<AppState<S>>,
+    Caller(user): Caller,
+    IdempotencyKey(key): IdempotencyKey,
+    Path(session_id): Path<String>,
+) -> Result<Response, AppError> {
+    let session = parse_session(&session_id)?;
+    let fingerprint = format!("POST /api/v1/sessions/{session}/confirm");
+    answer(execute(&app, &user, Command::Confirm(session), key, &fingerprint).await)
+}
+
+pub async fn release<S: SeatStore>(
+    State(app): State<AppState<S>>,
+    Caller(user): Caller,
+    Path(session_id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    app.store
+        .release(parse_session(&session_id)?, &user)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs `command` under `key`, if any, keeping the response a retry should get again.
+async fn execute<S: SeatStore>(
+    app: &AppState<S>,
+    user: &UserId,
+    command: Command,
+    key: Option<String>,
+    fingerprint: &str,
+) -> StoreResult<Keyed> {
+    let claim = key.as_deref().map(|key| Claim {
+        key,
+        fingerprint,
+        keep: &keep,
+    });
+    app.store.execute(user, command, claim).await
+}
+
+/// The response to keep for an outcome: a success or a final refusal, never a conflict, a
+/// limit or an outage, which a retry may get past.
+fn keep(outcome: &StoreResult<Effect>) -> Option<Replay> {
+    let (status, body) = match outcome {
+        Ok(effect) => rendered(effect),
+        Err(error) => final_refusal(error)?.json(),
+    };
+    let retryable = matches!(status.as_u16(), 409 | 429) || status.is_server_error();
+    (!retryable).then(|| Replay {
+        status: status.as_u16(),
+        body: body.to_string(),
+    })
+}
+
+/// A refusal that a retry of the same request will meet again.
+fn final_refusal(error: &StoreError) -> Option<AppError> {
+    Some(match error {
+        StoreError::MovieNotFound => AppError::MovieNotFound,
+        StoreError::SessionNotFound => AppError::SessionNotFound,
+        StoreError::Expired => AppError::HoldExpired,
+        StoreError::Released => AppError::HoldReleased,
+        StoreError::DuplicateSeat(seat) => AppError::DuplicateSeat(seat.clone()),
+        _ => return None,
+    })
+}
+
+fn rendered(effect: &Effect) -> (StatusCode, Value) {
+    fn json(body: impl Serialize) -> Value {
+        serde_json::to_value(body).expect("our bodies serialize")
+    }
+    match effect {
+        Effect::Held(hold) => (StatusCode::CREATED, json(HoldBody::from(hold))),
+        Effect::Confirmed(booking) => (StatusCode::OK, json(BookingBody::from(booking))),
+        Effect::Extended(session) => (StatusCode::OK, json(SessionBody::from(session))),
+    }
+}
+
+/// The response for an outcome: the effect's, or the kept one of an earlier request.
+fn answer(outcome: StoreResult<Keyed>) -> Result<Response, AppError> {
+    Ok(match outcome? {
+        Keyed::Done(effect) => {
+            let (status, body) = rendered(&effect);
+            (status, axum::Json(body)).into_response()
+        }
+        Keyed::Replayed(replay) => {
+            let status = StatusCode::from_u16(replay.status).map_err(|_| AppError::Internal)?;
+            let mut response = (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                replay.body,
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert("idempotency-replayed", HeaderValue::from_static("true"));
+            response
+        }
+    })
+}

@@ -1,0 +1,700 @@
+//! The API's part of the `SeatStore` contract (`execute`, sessions, keys), run against both
+//! stores and against PostgreSQL behind PgBouncer: group holds under a race, best available,
+//! extensions, idempotency, ownership.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use boxoffice::domain::{Movie, SeatId, UserId};
+use boxoffice::events::{ChangeKind, Message};
+use boxoffice::store::{
+    Claim, Command, Effect, HoldPolicy, Keyed, Replay, SeatStore, SessionStatus, StoreError,
+    StoreResult, Want,
+};
+use common::{Backend, LONG_TTL, Opened, policy};
+use tokio::sync::Barrier;
+
+fn api_user() -> UserId {
+    UserId::issue()
+}
+
+fn seats(ids: &[&str]) -> Vec<SeatId> {
+    ids.iter().map(|id| SeatId::parse(id).unwrap()).collect()
+}
+
+async fn movie<S: SeatStore>(store: &S, id: &str) -> Movie {
+    store.movie(id).await.unwrap()
+}
+
+async fn open<B: Backend>(policy: HoldPolicy) -> Opened<B::Store> {
+    B::open(policy).await
+}
+
+fn roomy() -> HoldPolicy {
+    policy(LONG_TTL, 100)
+}
+
+async fn hold_seats<S: SeatStore>(
+    store: &S,
+    user: &UserId,
+    movie: &Movie,
+    want: Want,
+) -> StoreResult<boxoffice::domain::Hold> {
+    let command = Command::Hold {
+        movie: movie.clone(),
+        want,
+    };
+    match store.execute(user, command, None).await? {
+        Keyed::Done(Effect::Held(hold)) => Ok(hold),
+        other => panic!("a hold answered {other:?}"),
+    }
+}
+
+/// Keeps successes only, as their debug text: enough to tell a replay from a new answer.
+fn keep_successes(outcome: &StoreResult<Effect>) -> Option<Replay> {
+    outcome.as_ref().ok().map(|effect| Replay {
+        status: 200,
+        body: format!("{effect:?}"),
+    })
+}
+
+fn claim<'a>(key: &'a str, fingerprint: &'a str) -> Claim<'a> {
+    Claim {
+        key,
+        fingerprint,
+        keep: &keep_successes,
+    }
+}
+
+/// Who holds each taken seat of a movie.
+async fn holders<S: SeatStore>(store: &S, movie_id: &str) -> BTreeMap<SeatId, UserId> {
+    let map = store.seat_map(movie_id).await.unwrap();
+    map.into_iter().map(|t| (t.seat_id, t.user_id)).collect()
+}
+
+/// A small deterministic generator: the same states on every run, many of them.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+async fn overlapping_group_holds_are_all_or_nothing<B: Backend>() {
+    let s = open::<B>(roomy()).await;
+    let store = Arc::new(s.store.clone());
+    // 24 seats, 40 groups of 2 to 4 seats from the same 10: most must lose.
+    let dune = movie(&s.store, "dune-part-two").await;
+    let pool: Vec<&str> = vec!["A1", "A2", "A3", "A4", "A5", "B1", "B2", "B3", "B4", "B5"];
+    let mut rng = Lcg(7);
+    let requests: Vec<Vec<SeatId>> = (0..40)
+        .map(|_| {
+            let size = 2 + rng.below(3);
+            let mut picked = BTreeSet::new();
+            while picked.len() < size {
+                picked.insert(pool[rng.below(pool.len())]);
+            }
+            seats(&picked.into_iter().collect::<Vec<_>>())
+        })
+        .collect();
+    let barrier = Arc::new(Barrier::new(requests.len()));
+    let tasks: Vec<_> = requests
+        .iter()
+        .cloned()
+        .map(|wanted| {
+            let (store, barrier, dune) = (store.clone(), barrier.clone(), dune.clone());
+            tokio::spawn(async move {
+                let user = api_user();
+                barrier.wait().await;
+                let answer = hold_seats(&*store, &user, &dune, Want::Seats(wanted.clone())).await;
+                (user, wanted, answer)
+            })
+        })
+        .collect();
+    let mut won: BTreeMap<SeatId, UserId> = BTreeMap::new();
+    let mut refusals = Vec::new();
+    for task in tasks {
+        let (user, wanted, answer) = task.await.unwrap();
+        match answer {
+            Ok(hold) => {
+                assert_eq!(hold.seats, wanted, "a hold has exactly the seats asked for");
+                for seat in hold.seats {
+                    assert!(
+                        won.insert(seat.clone(), user.clone()).is_none(),
+                        "{seat} twice"
+                    );
+                }
+            }
+            Err(StoreError::SeatTaken(taken)) => refusals.push((wanted, taken)),
+            Err(other) => panic!("only seat_taken may refuse a group: {other:?}"),
+        }
+    }
+    assert_eq!(
+        holders(&s.store, "dune-part-two").await,
+        won,
+        "every winner has all its seats, and nobody else any"
+    );
+    assert!(!won.is_empty());
+    for (wanted, taken) in refusals {
+        assert!(!taken.is_empty());
+        for seat in &taken {
+            assert!(
+                wanted.contains(seat),
+                "a refusal names only seats asked for"
+            );
+            assert!(
+                won.contains_key(seat),
+                "{seat}: refused for a seat nobody holds"
+            );
+        }
+    }
+}
+
+/// Whether some row has `n` adjacent free seats; whether some such block strands no seat.
+fn blocks(movie: &Movie, taken: &BTreeSet<SeatId>, n: usize) -> (bool, bool) {
+    let (mut any, mut clean) = (false, false);
+    for row in 0..movie.rows {
+        let free: Vec<bool> = (1..=movie.seats_per_row)
+            .map(|number| !taken.contains(&seat_at(row, number)))
+            .collect();
+        for start in 0..=free.len().saturating_sub(n) {
+            if free[start..start + n].iter().all(|f| *f) {
+                any = true;
+                clean |= !strands(&free, start, n);
+            }
+        }
+    }
+    (any, clean)
+}
+
+fn seat_at(row: i32, number: i32) -> SeatId {
+    SeatId::parse(&format!("{}{number}", char::from(b'A' + row as u8))).unwrap()
+}
+
+/// Whether the block of `n` from `start` leaves a single free seat beside it.
+fn strands(free: &[bool], start: usize, n: usize) -> bool {
+    let end = start + n;
+    let left = start >= 1 && free[start - 1] && (start == 1 || !free[start - 2]);
+    let right = end < free.len() && free[end] && (end + 1 == free.len() || !free[end + 1]);
+    left || right
+}
+
+fn row_and_number(seat: &SeatId) -> (u8, i32) {
+    let s = seat.as_str();
+    (s.as_bytes()[0], s[1..].parse().unwrap())
+}
+
+async fn best_available_seats_together_without_stranding_when_it_can<B: Backend>() {
+    let s = open::<B>(roomy()).await;
+    let dune = movie(&s.store, "dune-part-two").await;
+    let filler = api_user();
+    let mut rng = Lcg(42);
+    for state in 0..25 {
+        // A random room state: some seats held by someone, then a group of 1 to 5.
+        let all: Vec<SeatId> = dune.seat_ids().collect();
+        let wanted_taken = rng.below(all.len() - 4);
+        let mut taken = BTreeSet::new();
+        while taken.len() < wanted_taken {
+            taken.insert(all[rng.below(all.len())].clone());
+        }
+        let mut fill = Vec::new();
+        for seat in &taken {
+            fill.push(
+                hold_seats(&s.store, &filler, &dune, Want::Seats(vec![seat.clone()]))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let n = 1 + rng.below(5.min(all.len() - taken.len()));
+        let (together, clean) = blocks(&dune, &taken, n);
+        let user = api_user();
+        let hold = hold_seats(&s.store, &user, &dune, Want::Best(n))
+            .await
+            .unwrap();
+        assert_eq!(hold.seats.len(), n, "state {state}");
+        assert!(
+            hold.seats.iter().all(|seat| !taken.contains(seat)),
+            "state {state}: gave a taken seat"
+        );
+        let places: Vec<(u8, i32)> = hold.seats.iter().map(row_and_number).collect();
+        let one_row = places.iter().all(|p| p.0 == places[0].0);
+        let mut numbers: Vec<i32> = places.iter().map(|p| p.1).collect();
+        numbers.sort();
+        let adjacent = one_row && numbers.windows(2).all(|w| w[1] == w[0] + 1);
+        assert_eq!(
+            adjacent, together,
+            "state {state}: {taken:?} + {n} gave {:?}",
+            hold.seats
+        );
+        if adjacent {
+            let row = i32::from(places[0].0 - b'A');
+            let free: Vec<bool> = (1..=dune.seats_per_row)
+                .map(|number| !taken.contains(&seat_at(row, number)))
+                .collect();
+            let stranded = strands(&free, (numbers[0] - 1) as usize, n);
+            assert!(
+                !(clean && stranded),
+                "state {state}: {taken:?} + {n} stranded a seat: {:?}",
+                hold.seats
+            );
+        }
+        // Back to an empty room.
+        s.store.release(hold.session_id, &user).await.unwrap();
+        for h in fill {
+            s.store.release(h.session_id, &filler).await.unwrap();
+        }
+    }
+}
+
+async fn concurrent_best_available_requests_all_succeed_while_seats_remain<B: Backend>() {
+    let s = open::<B>(roomy()).await;
+    let store = Arc::new(s.store.clone());
+    let dune = movie(&s.store, "dune-part-two").await;
+    let barrier = Arc::new(Barrier::new(12));
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let (store, barrier, dune) = (store.clone(), barrier.clone(), dune.clone());
+            tokio::spawn(async move {
+                let user = api_user();
+                barrier.wait().await;
+                hold_seats(&*store, &user, &dune, Want::Best(2)).await
+            })
+        })
+        .collect();
+    let mut held = BTreeSet::new();
+    for task in tasks {
+        let hold = task
+            .await
+            .unwrap()
+            .expect("24 seats for 12 pairs: none may be refused");
+        for seat in hold.seats {
+            assert!(held.insert(seat));
+        }
+    }
+    assert_eq!(held.len(), 24);
+    let late = hold_seats(&s.store, &api_user(), &dune, Want::Best(1)).await;
+    assert!(
+        matches!(late, Err(StoreError::NotEnoughSeats { free: 0 })),
+        "{late:?}"
+    );
+}
+
+async fn extend<S: SeatStore>(
+    store: &S,
+    user: &UserId,
+    session: boxoffice::domain::SessionId,
+) -> StoreResult<boxoffice::store::SessionInfo> {
+    match store.execute(user, Command::Extend(session), None).await? {
+        Keyed::Done(Effect::Extended(info)) => Ok(info),
+        other => panic!("extend answered {other:?}"),
+    }
+}
+
+async fn a_hold_is_extended_at_most_the_allowed_times_and_tells_the_streams<B: Backend>() {
+    let s = open::<B>(HoldPolicy {
+        max_extensions: 2,
+        max_lifetime: Duration::from_secs(3600),
+        ..roomy()
+    })
+    .await;
+    let inception = movie(&s.store, "inception").await;
+    let user = api_user();
+    let hold = hold_seats(
+        &s.store,
+        &user,
+        &inception,
+        Want::Seats(seats(&["A1", "A2"])),
+    )
+    .await
+    .unwrap();
+    let mut events = s.store.events().subscribe("inception", None).receiver;
+    let mut deadline = hold.expires_at;
+    for n in 1..=2 {
+        let info = extend(&s.store, &user, hold.session_id).await.unwrap();
+        assert!(
+            info.expires_at > deadline,
+            "extension {n} moved the deadline later"
+        );
+        assert_eq!(info.extensions, n);
+        assert_eq!(info.status, SessionStatus::Held);
+        deadline = info.expires_at;
+        let message = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Message::Change { change, .. } = events.recv().await.unwrap()
+                    && change.kind == ChangeKind::Extended
+                {
+                    return change;
+                }
+            }
+        })
+        .await
+        .expect("an extension is published");
+        assert_eq!(message.seat_ids, seats(&["A1", "A2"]));
+        assert_eq!(message.expires_at, Some(deadline));
+    }
+    assert!(matches!(
+        extend(&s.store, &user, hold.session_id).await,
+        Err(StoreError::ExtensionLimit)
+    ));
+    let info = s.store.session(hold.session_id, &user).await.unwrap();
+    assert_eq!(
+        (info.expires_at, info.extensions),
+        (deadline, 2),
+        "a refused extension changes nothing"
+    );
+    let map = s.store.seat_map("inception").await.unwrap();
+    assert!(
+        map.iter().all(|t| t.expires_at == Some(deadline)),
+        "the seats carry the new deadline"
+    );
+}
+
+async fn no_extension_goes_past_the_hold_lifetime<B: Backend>() {
+    // The lifetime is the TTL: any extension would end later than it.
+    let s = open::<B>(HoldPolicy {
+        max_lifetime: LONG_TTL,
+        ..roomy()
+    })
+    .await;
+    let inception = movie(&s.store, "inception").await;
+    let user = api_user();
+    let hold = hold_seats(&s.store, &user, &inception, Want::Best(1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        extend(&s.store, &user, hold.session_id).await,
+        Err(StoreError::ExtensionLimit)
+    ));
+    s.store.confirm(hold.session_id, &user).await.unwrap();
+    assert!(matches!(
+        extend(&s.store, &user, hold.session_id).await,
+        Err(StoreError::AlreadyConfirmed)
+    ));
+}
+
+async fn a_key_replays_its_first_answer_and_refuses_another_request<B: Backend>() {
+    let s = open::<B>(roomy()).await;
+    let inception = movie(&s.store, "inception").await;
+    let user = api_user();
+    let command = || Command::Hold {
+        movie: inception.clone(),
+        want: Want::Best(2),
+    };
+    let first = s
+        .store
+        .execute(&user, command(), Some(claim("k-1", "best 2")))
+        .await
+        .unwrap();
+    let Keyed::Done(Effect::Held(hold)) = &first else {
+        panic!("{first:?}")
+    };
+    let again = s
+        .store
+        .execute(&user, command(), Some(claim("k-1", "best 2")))
+        .await
+        .unwrap();
+    let Keyed::Replayed(replay) = again else {
+        panic!("a retry is replayed: {again:?}")
+    };
+    assert_eq!(replay.body, format!("{:?}", Effect::Held(hold.clone())));
+    assert_eq!(
+        holders(&s.store, "inception").await.len(),
+        2,
+        "the retry held nothing more"
+    );
+
+    let other = s
+        .store
+        .execute(&user, command(), Some(claim("k-1", "best 3")))
+        .await;
+    assert!(matches!(other, Err(StoreError::KeyReused)), "{other:?}");
+    // The same key of another user is another key.
+    let stranger = api_user();
+    let theirs = s
+        .store
+        .execute(&stranger, command(), Some(claim("k-1", "best 3")))
+        .await
+        .unwrap();
+    assert!(matches!(theirs, Keyed::Done(_)));
+    assert_eq!(holders(&s.store, "inception").await.len(), 4);
+}
+
+async fn an_answer_not_kept_lets_a_retry_do_the_work<B: Backend>() {
+    let s = open::<B>(roomy()).await;
+    let inception = movie(&s.store, "inception").await;
+    let (alice, bob) = (api_user(), api_user());
+    let a1 = hold_seats(&s.store, &alice, &inception, Want::Seats(seats(&["A1"])))
+        .await
+        .unwrap();
+    let command = || Command::Hold {
+        movie: inception.clone(),
+        want: Want::Seats(seats(&["A1"])),
+    };
+    let lost = s
+        .store
+        .execute(&bob, command(), Some(claim("retry", "A1")))
+        .await;
+    assert!(matches!(lost, Err(StoreError::SeatTaken(_))), "{lost:?}");
+    s.store.release(a1.session_id, &alice).await.unwrap();
+    let retried = s
+        .store
+        .execute(&bob, command(), Some(claim("retry", "A1")))
+        .await
+        .unwrap();
+    assert!(
+        matches!(retried, Keyed::Done(Effect::Held(_))),
+        "{retried:?}"
+    );
+}
+
+async fn one_key_sent_at_once_many_times_acts_once<B: Backend>() {
+    let s = open::<B>(roomy()).await;
+    let store = Arc::new(s.store.clone());
+    let inception = movie(&s.store, "inception").await;
+    let user = api_user();
+    let barrier = Arc::new(Barrier::new(10));
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (store, barrier, inception, user) = (
+                store.clone(),
+                barrier.clone(),
+                inception.clone(),
+                user.clone(),
+            );
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let command = Command::Hold {
+                    movie: inception,
+                    want: Want::Best(2),
+                };
+                store
+                    .execute(&user, command, Some(claim("once", "best 2")))
+                    .await
+            })
+        })
+        .collect();
+    let mut done = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(Keyed::Done(_)) => done += 1,
+            Ok(Keyed::Replayed(_)) | Err(StoreError::KeyInFlight) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(done, 1, "one request did the work");
+    assert_eq!(holders(&s.store, "inception").await.len(), 2);
+}
+
+async fn every_session_command_refuses_everyone_but_the_owner<B: Backend>() {
+    let s = open::<B>(roomy()).await;
+    let inception = movie(&s.store, "inception").await;
+    let (owner, stranger) = (api_user(), api_user());
+    let hold = hold_seats(
+        &s.store,
+        &owner,
+        &inception,
+        Want::Seats(seats(&["B2", "B3"])),
+    )
+    .await
+    .unwrap();
+    let before = s.store.session(hold.session_id, &owner).await.unwrap();
+    let guessed = boxoffice::domain::SessionId::new();
+    for (who, session) in [(&stranger, hold.session_id), (&owner, guessed)] {
+        assert!(matches!(
+            s.store.session(session, who).await,
+            Err(StoreError::SessionNotFound)
+        ));
+        for command in [Command::Extend(session), Command::Confirm(session)] {
+            let answer = s.store.execute(who, command, None).await;
+            assert!(
+                matches!(answer, Err(StoreError::SessionNotFound)),
+                "{answer:?}"
+            );
+        }
+        assert!(matches!(
+            s.store.release(session, who).await,
+            Err(StoreError::SessionNotFound)
+        ));
+    }
+    assert!(s.store.user_sessions(&stranger).await.unwrap().is_empty());
+    assert_eq!(
+        s.store.session(hold.session_id, &owner).await.unwrap(),
+        before,
+        "nothing changed"
+    );
+}
+
+async fn a_confirmed_session_has_a_booking_reference_that_stays<B: Backend>() {
+    let s = open::<B>(roomy()).await;
+    let inception = movie(&s.store, "inception").await;
+    let user = api_user();
+    let hold = hold_seats(
+        &s.store,
+        &user,
+        &inception,
+        Want::Seats(seats(&["C1", "C2"])),
+    )
+    .await
+    .unwrap();
+    let confirm = || {
+        s.store.execute(
+            &user,
+            Command::Confirm(hold.session_id),
+            Some(claim("c", "confirm")),
+        )
+    };
+    let Keyed::Done(Effect::Confirmed(booking)) = confirm().await.unwrap() else {
+        panic!("confirmed")
+    };
+    let again = s.store.confirm(hold.session_id, &user).await.unwrap();
+    assert_eq!(
+        again.reference, booking.reference,
+        "confirming again answers the same reference"
+    );
+    let info = s.store.session(hold.session_id, &user).await.unwrap();
+    assert_eq!(info.reference, Some(booking.reference.clone()));
+    assert_eq!(info.status, SessionStatus::Confirmed);
+    assert_eq!(info.seats, seats(&["C1", "C2"]));
+    let mine = s.store.user_sessions(&user).await.unwrap();
+    assert_eq!(mine, [info]);
+}
+
+async fn a_released_session_still_shows_its_seats_to_its_owner<B: Backend>() {
+    let s = open::<B>(roomy()).await;
+    let inception = movie(&s.store, "inception").await;
+    let user = api_user();
+    let hold = hold_seats(
+        &s.store,
+        &user,
+        &inception,
+        Want::Seats(seats(&["D1", "D2"])),
+    )
+    .await
+    .unwrap();
+    s.store.release(hold.session_id, &user).await.unwrap();
+    let info = s.store.session(hold.session_id, &user).await.unwrap();
+    assert_eq!(
+        (info.status, info.seats),
+        (SessionStatus::Released, seats(&["D1", "D2"]))
+    );
+    assert!(
+        s.store.user_sessions(&user).await.unwrap().is_empty(),
+        "not live"
+    );
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name::<super::common::Memory>().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name::<super::common::Postgres>().await;
+                }
+            )*
+        }
+        mod pooled {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name::<super::common::Pooled>().await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    overlapping_group_holds_are_all_or_nothing,
+    best_available_seats_together_without_stranding_when_it_can,
+    concurrent_best_available_requests_all_succeed_while_seats_remain,
+    a_hold_is_extended_at_most_the_allowed_times_and_tells_the_streams,
+    no_extension_goes_past_the_hold_lifetime,
+    a_key_replays_its_first_answer_and_refuses_another_request,
+    an_answer_not_kept_lets_a_retry_do_the_work,
+    one_key_sent_at_once_many_times_acts_once,
+    every_session_command_refuses_everyone_but_the_owner,
+    a_confirmed_session_has_a_booking_reference_that_stays,
+    a_released_session_still_shows_its_seats_to_its_owner,
+);
+
+/// PostgreSQL only: a request whose key another transaction holds is in flight, and does
+/// nothing; the memory store decides under one lock and is never seen in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_held_by_a_request_in_flight_is_refused_and_nothing_is_done() {
+    use sqlx::Connection;
+    let db = common::TestDb::new().await;
+    let store = db.store(roomy(), 8).await;
+    let inception = movie(&store, "inception").await;
+    let user = api_user();
+    let mut in_flight = sqlx::PgConnection::connect_with(&db.options())
+        .await
+        .unwrap();
+    let mut tx = in_flight.begin().await.unwrap();
+    sqlx::query("select pg_advisory_xact_lock(45254, hashtext($1 || ' ' || $2))")
+        .bind(user.as_str())
+        .bind("busy")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let command = || Command::Hold {
+        movie: inception.clone(),
+        want: Want::Best(1),
+    };
+    let refused = store
+        .execute(&user, command(), Some(claim("busy", "best 1")))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::KeyInFlight)),
+        "{refused:?}"
+    );
+    assert!(holders(&store, "inception").await.is_empty());
+    tx.rollback().await.unwrap();
+    let done = store
+        .execute(&user, command(), Some(claim("busy", "best 1")))
+        .await
+        .unwrap();
+    assert!(matches!(done, Keyed::Done(_)));
+}
+
+/// PostgreSQL only: an extension is a ledger row per seat with the new deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_is_in_the_ledger_with_its_new_deadline() {
+    let db = common::TestDb::new().await;
+    let store = db.store(roomy(), 8).await;
+    let inception = movie(&store, "inception").await;
+    let user = api_user();
+    let hold = hold_seats(&store, &user, &inception, Want::Seats(seats(&["E1", "E2"])))
+        .await
+        .unwrap();
+    let info = extend(&store, &user, hold.session_id).await.unwrap();
+    let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "select seat_id, expires_at from booking_events where kind = 'extended' order by seat_id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("E1".into(), info.expires_at),
+            ("E2".into(), info.expires_at)
+        ]
+    );
+}
