@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// A screening room. Seats are `A1` … up to row `rows` and number `seats_per_row`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Movie {
     pub id: String,
     pub title: String,
@@ -62,8 +62,11 @@ pub fn seed_movies() -> Vec<Movie> {
 ///
 /// Ordering is plain string order (`A10` before `A2`), the same byte order PostgreSQL uses
 /// under `collate "C"`: every multi-seat statement locks rows in this order.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(into = "String", try_from = "String")]
+#[schema(value_type = String, example = "C7", pattern = "^[A-Z][1-9][0-9]?$")]
 pub struct SeatId(String);
 
 impl TryFrom<String> for SeatId {
@@ -132,8 +135,9 @@ impl fmt::Display for SeatId {
 /// ASCII letters, digits, `-` and `_`), or an API user, whose id the server issued
 /// (`UserId::issue`) and who proves it with a token. An API id contains a `.`, which the seed
 /// format forbids, so no seed request can name an API user or spend their hold limit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, example = "v1.0123456789abcdef0123456789abcdef")]
 pub struct UserId(String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -215,8 +219,9 @@ impl fmt::Display for UserId {
 /// A confirmed booking's reference, for people to read out: `K7Q-4M2`, six characters of an
 /// alphabet without look-alikes (no 0/O, 1/I/L, 2/Z, 5/S, 8/B). PostgreSQL makes its own
 /// with the same alphabet (migrations/0008); the column is unique.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, example = "K7Q-4M2", pattern = "^[ACDEFGHJKMNPQRTUVWXY34679]{3}-[ACDEFGHJKMNPQRTUVWXY34679]{3}$")]
 pub struct BookingReference(String);
 
 impl BookingReference {
@@ -249,8 +254,9 @@ impl BookingReference {
 }
 
 /// A hold session id (a UUID).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, format = Uuid)]
 pub struct SessionId(pub Uuid);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

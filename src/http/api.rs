@@ -9,11 +9,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::OnceCell;
+use utoipa::ToSchema;
 
+use super::error::ErrorBody;
 use super::sessions::rfc3339;
 use super::{AppError, AppState, Json};
 use crate::config::Secret;
-use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, UserId};
+use crate::domain::{Booking, BookingReference, Hold, Movie, SeatId, SessionId, UserId};
 use crate::identity::Identities;
 use crate::seating::Room;
 use crate::store::{
@@ -103,13 +105,21 @@ pub struct Api {
     pub max_holds_per_user: u32,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct IdentityBody {
     user_id: UserId,
     /// Send as `Authorization: Bearer <token>`.
+    #[schema(example = "v1.0123456789abcdef0123456789abcdef.9s1c…")]
     token: String,
 }
 
+#[utoipa::path(post, path = "/identities", tag = "v1",
+    summary = "A new identity: a user id and the bearer token that proves it",
+    description = "Keep the token: it is the only way to act as this user. No `Idempotency-Key`: there is nobody to repeat it for yet.",
+    responses(
+        (status = 201, body = IdentityBody),
+        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn create_identity<S: SeatStore>(
     State(app): State<AppState<S>>,
 ) -> Result<(StatusCode, axum::Json<IdentityBody>), AppError> {
@@ -120,14 +130,21 @@ pub async fn create_identity<S: SeatStore>(
     ))
 }
 
+#[utoipa::path(get, path = "/movies", tag = "v1", security(("bearer" = [])),
+    summary = "The movies and their room sizes",
+    responses(
+        (status = 200, body = Vec<Movie>),
+        (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn movies<S: SeatStore>(
     State(app): State<AppState<S>>,
-    Caller(_): Caller,
+    _caller: Caller,
 ) -> Result<axum::Json<Vec<Movie>>, AppError> {
     Ok(axum::Json(app.store.movies().await?))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SeatMapBody {
     movie_id: String,
     rows: i32,
@@ -138,10 +155,11 @@ pub struct SeatMapBody {
     server_time: DateTime<Utc>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SeatBody {
     seat_id: SeatId,
     /// `free`, `held` or `booked`.
+    #[schema(value_type = String, pattern = "^(free|held|booked)$")]
     state: &'static str,
     /// Whether the caller holds or booked it.
     yours: bool,
@@ -160,6 +178,15 @@ fn optional_rfc3339<S: serde::Serializer>(
     }
 }
 
+#[utoipa::path(get, path = "/movies/{movie_id}/seats", tag = "v1", security(("bearer" = [])),
+    summary = "Every seat of a movie: free, held or booked, and whether it is yours",
+    params(("movie_id" = String, Path, description = "The movie's slug, such as `inception`")),
+    responses(
+        (status = 200, body = SeatMapBody),
+        (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
+        (status = 404, description = "`movie_not_found`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn seat_map<S: SeatStore>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
@@ -198,19 +225,42 @@ pub async fn seat_map<S: SeatStore>(
     }))
 }
 
-/// `{"seat_ids": [...]}` or `{"quantity": n}`.
-#[derive(Deserialize)]
+#[utoipa::path(get, path = "/movies/{movie_id}/events", tag = "v1",
+    summary = "The seat map, live, as server-sent events (as `/movies/{movie_id}/events`)",
+    description = "Public, as a browser's `EventSource` sends no credentials: it names no user. Events as on the seed route.",
+    params(("movie_id" = String, Path, description = "The movie's slug, such as `inception`")),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String),
+        (status = 404, description = "`movie_not_found`", body = ErrorBody),
+        (status = 503, description = "`too_many_streams` (poll the seat map instead), `service_unavailable`, `timeout`. With `Retry-After`.", body = ErrorBody),
+    ))]
+pub async fn events<S: SeatStore>(
+    state: State<AppState<S>>,
+    path: Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, AppError> {
+    super::events::stream(state, path, headers).await
+}
+
+/// `{"seat_ids": [...]}` or `{"quantity": n}`, not both.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HoldRequest {
+    /// These seats, all or none (1 to MAX_SEATS_PER_HOLD of them).
+    #[schema(value_type = Option<Vec<SeatId>>)]
     seat_ids: Option<Vec<String>>,
+    /// The best available seats for a group of this many (1 to MAX_SEATS_PER_HOLD).
+    #[schema(minimum = 1)]
     quantity: Option<usize>,
 }
 
-#[derive(Serialize)]
-pub struct HoldBody {
+#[derive(Serialize, ToSchema)]
+pub struct ApiHoldBody {
     session_id: SessionId,
     movie_id: String,
     seat_ids: Vec<SeatId>,
+    /// `held`.
+    #[schema(value_type = String, pattern = "^held$")]
     status: &'static str,
     #[serde(serialize_with = "rfc3339")]
     expires_at: DateTime<Utc>,
@@ -218,7 +268,7 @@ pub struct HoldBody {
     server_time: DateTime<Utc>,
 }
 
-impl From<&Hold> for HoldBody {
+impl From<&Hold> for ApiHoldBody {
     fn from(hold: &Hold) -> Self {
         Self {
             session_id: hold.session_id,
@@ -231,16 +281,19 @@ impl From<&Hold> for HoldBody {
     }
 }
 
-#[derive(Serialize)]
-pub struct BookingBody {
+#[derive(Serialize, ToSchema)]
+pub struct ApiBookingBody {
     session_id: SessionId,
     movie_id: String,
     seat_ids: Vec<SeatId>,
+    /// `confirmed`.
+    #[schema(value_type = String, pattern = "^confirmed$")]
     status: &'static str,
+    #[schema(value_type = BookingReference)]
     booking_reference: String,
 }
 
-impl From<&Booking> for BookingBody {
+impl From<&Booking> for ApiBookingBody {
     fn from(booking: &Booking) -> Self {
         Self {
             session_id: booking.session_id,
@@ -252,12 +305,13 @@ impl From<&Booking> for BookingBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SessionBody {
     session_id: SessionId,
     movie_id: String,
     seat_ids: Vec<SeatId>,
     /// `held`, `confirmed`, `released` or `expired`.
+    #[schema(value_type = String, pattern = "^(held|confirmed|released|expired)$")]
     status: &'static str,
     #[serde(serialize_with = "rfc3339")]
     created_at: DateTime<Utc>,
@@ -265,6 +319,8 @@ pub struct SessionBody {
     #[serde(serialize_with = "rfc3339")]
     expires_at: DateTime<Utc>,
     extensions: u32,
+    /// Set once confirmed.
+    #[schema(value_type = Option<BookingReference>)]
     booking_reference: Option<String>,
 }
 
@@ -283,11 +339,27 @@ impl From<&SessionInfo> for SessionBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SessionsBody {
     sessions: Vec<SessionBody>,
 }
 
+#[utoipa::path(post, path = "/movies/{movie_id}/holds", tag = "v1", security(("bearer" = [])),
+    summary = "Hold seats for a group: named ones, all or none, or the best available",
+    description = "`seat_ids` holds exactly those seats or none of them; a 409 lists the taken ones and suggests a block of the same size nearby (`suggestion`, or null), which is not held. `quantity` picks the best available seats (README, \"Best available\").",
+    params(("movie_id" = String, Path, description = "The movie's slug, such as `inception`"), ("Idempotency-Key" = Option<String>, Header, description = "Up to 255 visible ASCII characters; a retry with the same key within 24 hours gets the first response again (with `Idempotency-Replayed: true`)")),
+    request_body = HoldRequest,
+    responses(
+        (status = 201, body = ApiHoldBody),
+        (status = 400, description = "`malformed_json`, `invalid_idempotency_key`", body = ErrorBody),
+        (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
+        (status = 404, description = "`movie_not_found`, `seat_not_found`", body = ErrorBody),
+        (status = 409, description = "`seat_taken` (with `seats` and `suggestion`), `not_enough_seats` (with `free`), `idempotency_key_in_flight` (with `Retry-After`)", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`, `invalid_seat_id`, `duplicate_seat`, `too_many_seats`, `idempotency_key_reused`", body = ErrorBody),
+        (status = 429, description = "`hold_limit`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn hold<S: SeatStore>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
@@ -366,6 +438,15 @@ async fn counter_offer<S: SeatStore>(
     Room::new(movie, taken.iter().map(|t| &t.seat_id)).near(asked.len(), asked)
 }
 
+#[utoipa::path(get, path = "/sessions/{session_id}", tag = "v1", security(("bearer" = [])),
+    summary = "One of your sessions: its seats, status and deadline",
+    params(("session_id" = String, Path, description = "The hold session's id (a UUID)")),
+    responses(
+        (status = 200, body = SessionBody),
+        (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
+        (status = 404, description = "`session_not_found` (unknown, malformed, or someone else's)", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn session<S: SeatStore>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
@@ -383,6 +464,13 @@ fn parse_session(raw: &str) -> Result<SessionId, AppError> {
     SessionId::parse(raw).map_err(|_| AppError::SessionNotFound)
 }
 
+#[utoipa::path(get, path = "/me/sessions", tag = "v1", security(("bearer" = [])),
+    summary = "Your live holds and bookings, oldest first",
+    responses(
+        (status = 200, body = SessionsBody),
+        (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn my_sessions<S: SeatStore>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
@@ -393,6 +481,20 @@ pub async fn my_sessions<S: SeatStore>(
     }))
 }
 
+#[utoipa::path(post, path = "/sessions/{session_id}/extend", tag = "v1", security(("bearer" = [])),
+    summary = "Push a live hold's deadline to now + the hold time",
+    description = "At most MAX_HOLD_EXTENSIONS times, and never past MAX_HOLD_LIFETIME_SECS after the hold began.",
+    params(("session_id" = String, Path, description = "The hold session's id (a UUID)"), ("Idempotency-Key" = Option<String>, Header, description = "Up to 255 visible ASCII characters; a retry with the same key within 24 hours gets the first response again (with `Idempotency-Replayed: true`)")),
+    responses(
+        (status = 200, body = SessionBody),
+        (status = 400, description = "`invalid_idempotency_key`", body = ErrorBody),
+        (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
+        (status = 404, description = "`session_not_found`", body = ErrorBody),
+        (status = 409, description = "`extension_limit`, `already_confirmed`, `idempotency_key_in_flight`", body = ErrorBody),
+        (status = 410, description = "`hold_expired`, `hold_released`", body = ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn extend<S: SeatStore>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
@@ -404,6 +506,19 @@ pub async fn extend<S: SeatStore>(
     answer(execute(&app, &user, Command::Extend(session), key, &fingerprint).await)
 }
 
+#[utoipa::path(post, path = "/sessions/{session_id}/confirm", tag = "v1", security(("bearer" = [])),
+    summary = "Book every seat of a session for good; answers the booking reference",
+    params(("session_id" = String, Path, description = "The hold session's id (a UUID)"), ("Idempotency-Key" = Option<String>, Header, description = "Up to 255 visible ASCII characters; a retry with the same key within 24 hours gets the first response again (with `Idempotency-Replayed: true`)")),
+    responses(
+        (status = 200, body = ApiBookingBody),
+        (status = 400, description = "`invalid_idempotency_key`", body = ErrorBody),
+        (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
+        (status = 404, description = "`session_not_found`", body = ErrorBody),
+        (status = 409, description = "`idempotency_key_in_flight`", body = ErrorBody),
+        (status = 410, description = "`hold_expired`, `hold_released`", body = ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn confirm<S: SeatStore>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
@@ -415,6 +530,17 @@ pub async fn confirm<S: SeatStore>(
     answer(execute(&app, &user, Command::Confirm(session), key, &fingerprint).await)
 }
 
+#[utoipa::path(delete, path = "/sessions/{session_id}", tag = "v1", security(("bearer" = [])),
+    summary = "Give every seat of a session back",
+    params(("session_id" = String, Path, description = "The hold session's id (a UUID)")),
+    responses(
+        (status = 204, description = "Released (again: releasing twice is harmless)"),
+        (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
+        (status = 404, description = "`session_not_found`", body = ErrorBody),
+        (status = 409, description = "`already_confirmed`", body = ErrorBody),
+        (status = 410, description = "`hold_expired`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn release<S: SeatStore>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
@@ -473,8 +599,8 @@ fn rendered(effect: &Effect) -> (StatusCode, Value) {
         serde_json::to_value(body).expect("our bodies serialize")
     }
     match effect {
-        Effect::Held(hold) => (StatusCode::CREATED, json(HoldBody::from(hold))),
-        Effect::Confirmed(booking) => (StatusCode::OK, json(BookingBody::from(booking))),
+        Effect::Held(hold) => (StatusCode::CREATED, json(ApiHoldBody::from(hold))),
+        Effect::Confirmed(booking) => (StatusCode::OK, json(ApiBookingBody::from(booking))),
         Effect::Extended(session) => (StatusCode::OK, json(SessionBody::from(session))),
     }
 }

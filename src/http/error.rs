@@ -9,6 +9,31 @@ use crate::domain::{SeatId, SeatIdError, SessionIdError, UserIdError};
 use crate::reports::Report;
 use crate::store::{StoreError, Unavailable};
 
+/// Every error answer: a message for people and a stable code for programs, with details
+/// for some codes. Described here for the OpenAPI document; `AppError::json` writes it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // only ever described, never built
+pub struct ErrorBody {
+    /// For people, such as "seat A1 is already taken".
+    error: String,
+    /// For programs: stable, snake_case, such as `seat_taken`.
+    #[schema(pattern = "^[a-z_]+$")]
+    code: String,
+    /// `seat_taken`: the seats someone else has, in seat order.
+    seats: Option<Vec<SeatId>>,
+    /// `seat_taken` on /api/v1: a block of the same size to hold instead, or null.
+    suggestion: Option<Suggestion>,
+    /// `not_enough_seats`: how many are free.
+    free: Option<usize>,
+}
+
+/// A counter-offer: not held; hold it with a new request.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // only ever described, never built
+pub struct Suggestion {
+    seat_ids: Vec<SeatId>,
+}
+
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_SECS: &str = "1";
 

@@ -21,6 +21,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
+use super::error::ErrorBody;
 use super::seat_maps::{Rendered, SeatMaps};
 use super::sessions::rfc3339;
 use super::{AppError, AppState};
@@ -83,6 +84,15 @@ fn optional_rfc3339<S: serde::Serializer>(
     rfc3339(&at.expect("skipped when none"), serializer)
 }
 
+#[utoipa::path(get, path = "/movies/{movie_id}/events", tag = "seed",
+    summary = "The seat map, live, as server-sent events",
+    description = "Opens with a `snapshot` event (taken seats and a version), then one event per change: `held`, `confirmed`, `released`, `expired`, `extended`, each with `seat_ids` and, for `held` and `extended`, `expires_at`; `resync` asks to read the map afresh. Resumes with `Last-Event-ID`. Names no user.",
+    params(("movie_id" = String, Path, description = "The movie's slug, such as `inception`")),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String),
+        (status = 404, description = "`movie_not_found`", body = ErrorBody),
+        (status = 503, description = "`too_many_streams` (poll the seat map instead), `service_unavailable`, `timeout`. With `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn stream<S: SeatStore>(
     State(app): State<AppState<S>>,
     Path(movie_id): Path<String>,

@@ -6,13 +6,20 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
+use super::error::ErrorBody;
 use super::{AppError, AppState};
 use crate::store::SeatStore;
 
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    summary = "Liveness: the process answers",
+    responses((status = 200, body = Object, example = json!({"status": "ok"}))))]
 pub async fn live() -> axum::Json<Value> {
     axum::Json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    summary = "Prometheus metrics",
+    responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics<S: SeatStore>(State(app): State<AppState<S>>) -> impl IntoResponse {
     app.store.observe();
     (
@@ -21,6 +28,12 @@ pub async fn metrics<S: SeatStore>(State(app): State<AppState<S>>) -> impl IntoR
     )
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    summary = "Readiness: so does the store",
+    responses(
+        (status = 200, body = Object, example = json!({"status": "ready"})),
+        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn ready<S: SeatStore>(
     State(app): State<AppState<S>>,
 ) -> Result<axum::Json<Value>, AppError> {

@@ -6,13 +6,15 @@ use axum::handler::HandlerWithoutStateExt;
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::store::SeatStore;
@@ -23,6 +25,7 @@ pub mod error;
 mod events;
 mod health;
 mod movies;
+mod openapi;
 mod reports;
 mod seat_maps;
 mod sessions;
@@ -40,6 +43,7 @@ pub struct AppState<S> {
     /// `REPORTS_TOKEN`; `None`: the reports route is off.
     pub reports_token: Option<Arc<str>>,
     pub api: Arc<api::Api>,
+    pub openapi: openapi::Document,
 }
 
 /// A JSON request body whose rejections answer as `AppError`s.
@@ -48,7 +52,7 @@ pub struct AppState<S> {
 pub struct Json<T>(pub T);
 
 /// The body of hold, confirm and release: who is asking.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserBody {
     pub user_id: String,
@@ -64,42 +68,38 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
         .call_fallback_on_method_not_allowed(true)
         .fallback(unknown_route.into_service());
 
-    let v1 = Router::new()
-        .route("/identities", post(api::create_identity::<S>))
-        .route("/movies", get(api::movies::<S>))
-        .route("/movies/{movie_id}/seats", get(api::seat_map::<S>))
-        .route("/movies/{movie_id}/holds", post(api::hold::<S>))
-        // Public, as the seed route: a browser's EventSource sends no credentials.
-        .route("/movies/{movie_id}/events", get(events::stream::<S>))
-        .route("/me/sessions", get(api::my_sessions::<S>))
-        .route(
-            "/sessions/{session_id}",
-            get(api::session::<S>).delete(api::release::<S>),
-        )
-        .route("/sessions/{session_id}/extend", post(api::extend::<S>))
-        .route("/sessions/{session_id}/confirm", post(api::confirm::<S>));
-    let seed = Router::new()
-        .route("/movies", get(movies::list::<S>))
-        .route("/movies/{movie_id}/seats", get(movies::seat_map::<S>))
-        .route("/movies/{movie_id}/events", get(events::stream::<S>))
-        .route(
-            "/movies/{movie_id}/seats/{seat_id}/hold",
-            post(sessions::hold::<S>),
-        )
-        .route(
-            "/sessions/{session_id}/confirm",
-            put(sessions::confirm::<S>),
-        )
-        .route(
-            "/sessions/{session_id}",
-            axum::routing::delete(sessions::release::<S>),
-        );
-    let seed = if config.seed_api { seed } else { Router::new() };
-    seed.nest("/api/v1", v1)
-        .route("/reports/{name}", get(reports::report::<S>))
-        .route("/healthz", get(health::live))
-        .route("/readyz", get(health::ready::<S>))
-        .route("/metrics", get(health::metrics::<S>))
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(api::create_identity))
+        .routes(routes!(api::movies))
+        .routes(routes!(api::seat_map))
+        .routes(routes!(api::hold))
+        .routes(routes!(api::events))
+        .routes(routes!(api::my_sessions))
+        .routes(routes!(api::session, api::release))
+        .routes(routes!(api::extend))
+        .routes(routes!(api::confirm));
+    let seed = OpenApiRouter::new()
+        .routes(routes!(movies::list))
+        .routes(routes!(movies::seat_map))
+        .routes(routes!(events::stream))
+        .routes(routes!(sessions::hold))
+        .routes(routes!(sessions::confirm))
+        .routes(routes!(sessions::release));
+    let operations = OpenApiRouter::new()
+        .routes(routes!(reports::report))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi::document));
+    let mut routes = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .nest("/api/v1", v1)
+        .merge(operations);
+    if config.seed_api {
+        routes = routes.merge(seed);
+    }
+    let (router, document) = routes.split_for_parts();
+    let document = document.to_pretty_json().expect("the document is JSON");
+    router
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .fallback_service(page)
         .with_state(AppState {
@@ -107,6 +107,7 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
             seat_maps: Arc::default(),
             streams: Arc::new(Streams::new(config.max_event_streams, stop_streams)),
             reports_token: config.reports_token.as_deref().map(Arc::from),
+            openapi: openapi::Document(document.into()),
             api: Arc::new(api::Api {
                 signing: api::Signing::new(
                     config.identity_secret.clone(),

@@ -7,11 +7,18 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::error::ErrorBody;
 use super::seat_maps::Rendered;
 use super::{AppError, AppState};
 use crate::domain::{Movie, SeatId};
 use crate::store::SeatStore;
 
+#[utoipa::path(get, path = "/movies", tag = "seed",
+    summary = "The movies and their room sizes",
+    responses(
+        (status = 200, body = Vec<Movie>),
+        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn list<S: SeatStore>(
     State(app): State<AppState<S>>,
 ) -> Result<axum::Json<Vec<Movie>>, AppError> {
@@ -20,7 +27,7 @@ pub async fn list<S: SeatStore>(
 
 /// One taken seat, in the tutorial's wire format. An API user's id is never shown: whoever
 /// knows a seed user's id is that user, and an API user's must not be learned here.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TakenSeatBody {
     seat_id: SeatId,
     user_id: String,
@@ -32,6 +39,16 @@ pub struct TakenSeatBody {
 /// changed. The tag is a hash of the body, and the body leaves out expired holds, so the tag
 /// changes when a hold expires even though nothing was written. Concurrent requests for one
 /// movie share reads (`SeatMaps`).
+#[utoipa::path(get, path = "/movies/{movie_id}/seats", tag = "seed",
+    summary = "The taken seats of a movie (the tutorial's format)",
+    description = "Only taken seats are listed. An API user's seat shows `user_id` `(hidden)`. Sends an `ETag`; `If-None-Match` with it answers 304 while nothing changed.",
+    params(("movie_id" = String, Path, description = "The movie's slug, such as `inception`")),
+    responses(
+        (status = 200, body = Vec<TakenSeatBody>),
+        (status = 304, description = "Nothing changed since the `ETag` sent"),
+        (status = 404, description = "`movie_not_found`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn seat_map<S: SeatStore>(
     State(app): State<AppState<S>>,
     Path(movie_id): Path<String>,

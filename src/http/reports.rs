@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
+use super::error::ErrorBody;
 use super::{AppError, AppState};
 use crate::reports::Report;
 use crate::store::SeatStore;
@@ -19,6 +20,19 @@ pub struct ReportQuery {
 
 /// The token is checked before anything else, so a caller without it learns nothing, not
 /// even which reports exist.
+#[utoipa::path(get, path = "/reports/{name}", tag = "reports",
+    summary = "A report's rows (PostgreSQL store, with REPORTS_TOKEN)",
+    params(("name" = String, Path, description = "occupancy, sales-daily, hold-funnel, seat-popularity, ledger or bookings"),
+           ("movie" = Option<String>, Query, description = "Only this movie's rows")),
+    security(("reports" = [])),
+    responses(
+        (status = 200, body = Vec<Object>),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`report_not_found`; `not_found` while REPORTS_TOKEN is unset", body = ErrorBody),
+        (status = 501, description = "`reports_need_postgres`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn report<S: SeatStore>(
     State(app): State<AppState<S>>,
     Path(name): Path<String>,

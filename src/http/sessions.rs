@@ -5,11 +5,12 @@ use axum::http::StatusCode;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 
+use super::error::ErrorBody;
 use super::{AppError, AppState, Json, UserBody};
 use crate::domain::{Hold, SeatId, SessionId, UserId};
 use crate::store::{SeatStore, StoreError, StoreResult};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct HoldBody {
     session_id: SessionId,
     movie_id: String,
@@ -20,12 +21,14 @@ pub struct HoldBody {
     server_time: DateTime<Utc>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BookingBody {
     session_id: SessionId,
     movie_id: String,
     seat_id: SeatId,
     user_id: UserId,
+    /// `confirmed`.
+    #[schema(value_type = String, pattern = "^confirmed$")]
     status: &'static str,
 }
 
@@ -34,6 +37,20 @@ pub(super) fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Resul
     serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
+#[utoipa::path(post, path = "/movies/{movie_id}/seats/{seat_id}/hold", tag = "seed",
+    summary = "Hold one seat for `user_id`",
+    params(("movie_id" = String, Path, description = "The movie's slug, such as `inception`"), ("seat_id" = String, Path, description = "A seat such as `C7`")),
+    request_body = UserBody,
+    responses(
+        (status = 201, body = HoldBody),
+        (status = 400, description = "`malformed_json`", body = ErrorBody),
+        (status = 404, description = "`movie_not_found`, `seat_not_found`", body = ErrorBody),
+        (status = 409, description = "`seat_taken`, with `seats`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_user_id`, `invalid_seat_id`, `invalid_body`", body = ErrorBody),
+        (status = 429, description = "`hold_limit`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn hold<S: SeatStore>(
     State(app): State<AppState<S>>,
     Path((movie_id, seat_id)): Path<(String, String)>,
@@ -67,6 +84,19 @@ fn outcome(hold: &StoreResult<Hold>) -> &'static str {
     }
 }
 
+#[utoipa::path(put, path = "/sessions/{session_id}/confirm", tag = "seed",
+    summary = "Book a held seat for good",
+    params(("session_id" = String, Path, description = "The hold session's id (a UUID)")),
+    request_body = UserBody,
+    responses(
+        (status = 200, body = BookingBody),
+        (status = 400, description = "`malformed_json`", body = ErrorBody),
+        (status = 404, description = "`session_not_found` (unknown, or someone else's)", body = ErrorBody),
+        (status = 410, description = "`hold_expired`, `hold_released`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_session_id`, `invalid_user_id`, `invalid_body`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn confirm<S: SeatStore>(
     State(app): State<AppState<S>>,
     Path(session_id): Path<String>,
@@ -88,6 +118,20 @@ pub async fn confirm<S: SeatStore>(
     }))
 }
 
+#[utoipa::path(delete, path = "/sessions/{session_id}", tag = "seed",
+    summary = "Give a held seat back",
+    params(("session_id" = String, Path, description = "The hold session's id (a UUID)")),
+    request_body = UserBody,
+    responses(
+        (status = 204, description = "Released (again: releasing twice is harmless)"),
+        (status = 400, description = "`malformed_json`", body = ErrorBody),
+        (status = 404, description = "`session_not_found` (unknown, or someone else's)", body = ErrorBody),
+        (status = 409, description = "`already_confirmed`", body = ErrorBody),
+        (status = 410, description = "`hold_expired`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_session_id`, `invalid_user_id`, `invalid_body`", body = ErrorBody),
+        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+    ))]
 pub async fn release<S: SeatStore>(
     State(app): State<AppState<S>>,
     Path(session_id): Path<String>,
