@@ -11,28 +11,29 @@ async function tabTo(page, description, matches, limit = 80) {
   throw new Error(`Tab never reached ${description}`);
 }
 
+const focused = (page) => page.evaluate(() => document.activeElement.getAttribute("aria-label"));
+
 await scenario("keyboard-only booking", async (browser) => {
   const page = await visitor(browser, "inception");
   await tabTo(page, "seat A3", () => document.activeElement?.dataset.seat === "A3");
-  assert.equal(
-    await page.evaluate(() => document.activeElement.getAttribute("aria-label")),
-    "Row A, seat 3, available",
-  );
+  assert.equal(await focused(page), "Row A, seat 3, available");
+  await page.keyboard.press("Enter");
+  await expectSeat(page, "A3", "selected", 1000);
+  assert.equal(await focused(page), "Row A, seat 3, selected", "focus stays on the seat");
+
+  await tabTo(page, "the Hold button", () => document.activeElement?.id === "hold-selected");
   await page.keyboard.press("Enter");
   await expectSeat(page, "A3", "mine", 1000);
-  assert.equal(
-    await page.evaluate(() => document.activeElement.getAttribute("aria-label")),
-    "Row A, seat 3, held by you",
-    "focus stays on the seat after the map refreshes",
-  );
 
   await tabTo(page, "the Confirm button", () => document.activeElement?.classList.contains("confirm"));
   await page.keyboard.press("Enter");
   await expectMessage(page, /Booked! Seat A3 is yours/);
   await expectSeat(page, "A3", "booked", 1000);
 
-  // Space works on a seat as well.
+  // Space works on a seat as well, and the map refreshing keeps focus on it.
   await page.locator('.seat[data-seat="B1"]').focus();
   await page.keyboard.press(" ");
-  await expectSeat(page, "B1", "mine", 1000);
+  await expectSeat(page, "B1", "selected", 1000);
+  await page.waitForTimeout(1200); // at least one refresh of the map (polling or a stream event)
+  assert.equal(await focused(page), "Row B, seat 1, selected");
 });

@@ -70,7 +70,45 @@ export async function expectMessage(page, pattern, timeout = 3000) {
   }
 }
 
-export const holdRow = (page, id) => page.locator(`.hold[data-seat="${id}"]`);
+// The row of the sessions panel holding seat `id`.
+export const holdRow = (page, id) => page.locator(`.hold[data-seats~="${id}"]`);
+
+// Selects `ids` on the map and holds them together, expecting them to become mine.
+export async function holdSeats(page, ...ids) {
+  for (const id of ids) {
+    await seat(page, id).click();
+    await expectSeat(page, id, "selected", 1000);
+  }
+  await page.locator("#hold-selected").click();
+  for (const id of ids) await expectSeat(page, id, "mine", 2000);
+}
+
+// A seat map of `rows` × `perRow` free seats, as GET /api/v1/movies/{id}/seats answers it:
+// what a page a moment behind would see.
+export function emptyMap(movie, rows, perRow) {
+  const seats = [];
+  for (let r = 0; r < rows; r++) {
+    for (let n = 1; n <= perRow; n++) {
+      seats.push({ seat_id: `${String.fromCharCode(65 + r)}${n}`, state: "free", yours: false, expires_at: null });
+    }
+  }
+  return { movie_id: movie, rows, seats_per_row: perRow, seats, server_time: new Date().toISOString() };
+}
+
+// Makes `page` a moment behind on `movie`: its map and its stream show an empty room until
+// the returned function is called.
+export async function staleRoom(page, movie, rows, perRow) {
+  const routes = { seats: `**/api/v1/movies/${movie}/seats`, events: `**/api/v1/movies/${movie}/events` };
+  await page.route(routes.seats, (route) => route.fulfill({ json: emptyMap(movie, rows, perRow) }));
+  await page.route(routes.events, (route) => route.fulfill({
+    headers: { "content-type": "text/event-stream" },
+    body: `retry: 300\nevent: snapshot\ndata: ${JSON.stringify({ version: 1, server_time: new Date().toISOString(), seats: [] })}\n\n`,
+  }));
+  return async () => {
+    await page.unroute(routes.seats);
+    await page.unroute(routes.events);
+  };
+}
 
 // Runs SQL against the test database and returns psql's unaligned output.
 export function sql(query, url = DATABASE_URL) {

@@ -137,6 +137,13 @@ async fn an_unconfirmed_hold_expires_on_every_screen_by_polling() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_is_held_together_picked_for_and_offered_seats_after_a_lost_race() {
+    let _browser = ONE_BROWSER.lock().await;
+    let (app, db) = app_with_ttl(LONG_TTL).await;
+    run_scenario("group", &app, &db, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_keeps_holds_that_can_still_be_confirmed_or_released() {
     let _browser = ONE_BROWSER.lock().await;
     let (app, db) = app_with_ttl(LONG_TTL).await;
