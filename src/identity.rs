@@ -33,6 +33,15 @@ impl std::fmt::Debug for Identities {
 /// refused before any work.
 pub const MAX_TOKEN_LEN: usize = 128;
 
+/// A new signing secret: 32 bytes from two version 4 UUIDs (the operating system's random
+/// source; 244 of the 256 bits are random).
+pub fn random_secret() -> Vec<u8> {
+    [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
+        .iter()
+        .flat_map(|u| u.into_bytes())
+        .collect()
+}
+
 impl Identities {
     pub fn new(current: &[u8], previous: Option<&[u8]>) -> Self {
         let signer = |secret: &[u8]| Signer::new_from_slice(secret).expect("HMAC takes any key");

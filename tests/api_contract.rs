@@ -2,6 +2,7 @@
 //! stores and against PostgreSQL behind PgBouncer: group holds under a race, best available,
 //! extensions, idempotency, ownership.
 
+#[macro_use]
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -589,35 +590,6 @@ async fn a_released_session_still_shows_its_seats_to_its_owner<B: Backend>() {
         s.store.user_sessions(&user).await.unwrap().is_empty(),
         "not live"
     );
-}
-
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name::<super::common::Memory>().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name::<super::common::Postgres>().await;
-                }
-            )*
-        }
-        mod pooled {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name::<super::common::Pooled>().await;
-                }
-            )*
-        }
-    };
 }
 
 contract!(

@@ -1,6 +1,7 @@
 //! The `SeatStore` contract, written once and run against both stores, and against the
 //! PostgreSQL store behind PgBouncer in transaction mode.
 
+#[macro_use]
 mod common;
 
 use boxoffice::domain::{Hold, Movie, SeatId, UserId, seed_movies};
@@ -407,35 +408,6 @@ async fn the_reaper_removes_expired_holds_in_batches<B: Backend>() {
         s.store.confirm(last.session_id, &user("alice")).await,
         Err(StoreError::Expired)
     ));
-}
-
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name::<super::common::Memory>().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name::<super::common::Postgres>().await;
-                }
-            )*
-        }
-        mod pooled {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name::<super::common::Pooled>().await;
-                }
-            )*
-        }
-    };
 }
 
 contract!(

@@ -99,10 +99,7 @@ impl MemoryStore {
     pub fn new(policy: HoldPolicy) -> Self {
         let state = State {
             movies: seed_movies(),
-            identity_secret: [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
-                .iter()
-                .flat_map(|u| u.into_bytes())
-                .collect(),
+            identity_secret: crate::identity::random_secret(),
             ..State::default()
         };
         Self {

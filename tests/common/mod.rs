@@ -197,6 +197,39 @@ pub fn free_port() -> u16 {
 // ---------------------------------------------------------------------------------------
 // Stores, for the contract suite
 
+/// Runs each of the generic contract tests named against every backend: the memory store,
+/// PostgreSQL, and PostgreSQL behind PgBouncer in transaction mode. The test file holds
+/// `async fn name<B: Backend>()` for each.
+#[allow(unused_macros)]
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name::<super::common::Memory>().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name::<super::common::Postgres>().await;
+                }
+            )*
+        }
+        mod pooled {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name::<super::common::Pooled>().await;
+                }
+            )*
+        }
+    };
+}
+
 /// A store under test, and whatever must live as long as it.
 pub struct Opened<S> {
     pub store: S,

@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::hold::{self, Request};
-use super::{LockedSession, PgStore, classify, corrupt, statements};
+use super::{LockedSession, PgStore, classify, corrupt, statements, uncommitted};
 use crate::domain::{Booking, BookingReference, Hold, Movie, SeatId, SessionId, UserId};
 use crate::seating::Room;
 use crate::store::{
@@ -167,11 +167,7 @@ impl PgStore {
             let _ = tx.rollback().await;
             return outcome;
         }
-        tx.commit().await.map_err(|error| match error {
-            sqlx::Error::Database(_) => classify(error),
-            // The answer to the commit was lost: it may have been made.
-            _ => StoreError::OutcomeUnknown,
-        })?;
+        tx.commit().await.map_err(uncommitted)?;
         outcome
     }
 
@@ -396,10 +392,7 @@ impl PgStore {
     }
 
     pub(super) async fn kept_identity_secret(&self) -> StoreResult<Vec<u8>> {
-        let candidate: Vec<u8> = [Uuid::new_v4(), Uuid::new_v4()]
-            .iter()
-            .flat_map(|u| u.into_bytes())
-            .collect();
+        let candidate = crate::identity::random_secret();
         let mut conn = self.link.session().await.map_err(classify)?;
         let secret: Vec<u8> = sqlx::query_scalar(sql::IDENTITY_SECRET)
             .persistent(self.link.persistent())

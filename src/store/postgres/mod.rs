@@ -28,7 +28,7 @@ pub mod reports;
 pub use hold::HoldQueue;
 use link::Link;
 
-/// Tasks deciding single-seat holds. A worker takes everything queued when it becomes free,
+/// Tasks deciding holds. A worker takes everything queued when it becomes free,
 /// so fewer workers make fuller batches, and since a batch is one call (one round trip), a
 /// fuller batch is nearly free: with wrk on the hot seat (fresh database, pool of 32), one
 /// worker answered 10.0k/20.0k attempts/s at 8/32 clients against 4.3k/13.5k for two.
@@ -601,6 +601,15 @@ pub(crate) fn classify(error: sqlx::Error) -> StoreError {
             StoreError::Unavailable(why)
         }
         None => StoreError::Database(error),
+    }
+}
+
+/// A failed commit: PostgreSQL answered, so it did not commit; or the answer was lost, and it
+/// may have.
+pub(crate) fn uncommitted(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::Database(_) => classify(error),
+        _ => StoreError::OutcomeUnknown,
     }
 }
 
