@@ -368,49 +368,62 @@ pub async fn hold<S: SeatStore>(
     Json(body): Json<HoldRequest>,
 ) -> Result<Response, AppError> {
     let movie = app.store.movie(&movie_id).await?;
-    let max = app.api.max_seats_per_hold;
-    let want = match (body.seat_ids, body.quantity) {
-        (Some(ids), None) => {
-            if !(1..=max).contains(&ids.len()) {
-                return Err(AppError::TooManySeats { max });
-            }
-            let mut seats = ids
-                .iter()
-                .map(|id| movie.seat(id))
-                .collect::<Result<Vec<_>, _>>()?;
-            seats.sort();
-            if let Some(pair) = seats.windows(2).find(|pair| pair[0] == pair[1]) {
-                return Err(AppError::DuplicateSeat(pair[0].clone()));
-            }
-            Want::Seats(seats)
+    let want = body.parse(&movie, app.api.max_seats_per_hold)?;
+    // The request as parsed, for a retry with the same key to match.
+    let fingerprint = match &want {
+        Want::Seats(seats) => {
+            let seats: Vec<&str> = seats.iter().map(SeatId::as_str).collect();
+            format!(
+                "POST /api/v1/movies/{}/holds seats {}",
+                movie.id,
+                seats.join(",")
+            )
         }
-        (None, Some(quantity)) if (1..=max).contains(&quantity) => Want::Best(quantity),
-        (None, Some(_)) => return Err(AppError::TooManySeats { max }),
-        _ => {
-            return Err(AppError::InvalidBody(
-                "send either seat_ids (a list of seats) or quantity (how many seats)".into(),
-            ));
+        Want::Best(quantity) => {
+            format!("POST /api/v1/movies/{}/holds quantity {quantity}", movie.id)
         }
     };
-    let fingerprint = format!("POST /api/v1/movies/{}/holds {want:?}", movie.id);
     let asked = match &want {
-        Want::Seats(seats) => Some(seats.clone()),
-        Want::Best(_) => None,
+        Want::Seats(seats) => seats.clone(),
+        Want::Best(_) => Vec::new(),
     };
     let command = Command::Hold {
         movie: movie.clone(),
         want,
     };
     match execute(&app, &user, command, key, &fingerprint).await {
-        Err(StoreError::SeatTaken(taken)) if asked.is_some() => {
-            let asked = asked.unwrap_or_default();
-            let suggestion = counter_offer(&app, &user, &movie, &asked).await;
-            Err(AppError::SeatsTaken {
-                seats: taken,
-                suggestion,
-            })
-        }
+        Err(StoreError::SeatTaken(taken)) if !asked.is_empty() => Err(AppError::SeatsTaken {
+            seats: taken,
+            suggestion: counter_offer(&app, &user, &movie, &asked).await,
+        }),
         outcome => answer(outcome),
+    }
+}
+
+impl HoldRequest {
+    /// What the request asks of `movie`: at most `max` seats, named (each once) or counted.
+    fn parse(self, movie: &Movie, max: usize) -> Result<Want, AppError> {
+        match (self.seat_ids, self.quantity) {
+            (Some(ids), None) => {
+                if !(1..=max).contains(&ids.len()) {
+                    return Err(AppError::TooManySeats { max });
+                }
+                let mut seats = ids
+                    .iter()
+                    .map(|id| movie.seat(id))
+                    .collect::<Result<Vec<_>, _>>()?;
+                seats.sort();
+                if let Some(pair) = seats.windows(2).find(|pair| pair[0] == pair[1]) {
+                    return Err(AppError::DuplicateSeat(pair[0].clone()));
+                }
+                Ok(Want::Seats(seats))
+            }
+            (None, Some(quantity)) if (1..=max).contains(&quantity) => Ok(Want::Best(quantity)),
+            (None, Some(_)) => Err(AppError::TooManySeats { max }),
+            _ => Err(AppError::InvalidBody(
+                "send either seat_ids (a list of seats) or quantity (how many seats)".into(),
+            )),
+        }
     }
 }
 
