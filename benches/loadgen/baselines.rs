@@ -27,13 +27,24 @@ fn script(kind: Kind, scenario: Scenario) -> Option<String> {
     let seat = match scenario {
         Scenario::Holds | Scenario::Flow => NEXT_SEAT,
         Scenario::HotSeat => hot,
-        Scenario::SeatMap => "",
+        Scenario::SeatMap | Scenario::GroupHolds => "",
     };
     Some(match (kind, scenario) {
         (Kind::Function, Scenario::Holds | Scenario::HotSeat) => format!(
             "select h.* from {seat} t, hold_seats(array[1], array[t.m], array[t.s],
                  array[gen_random_uuid()], array['p' || nextval('bench_seq')], 3600, 8) h;"
         ),
+        // The n-th group of 4 adjacent seats, as the HTTP run asks for them, in lock order.
+        (Kind::Function, Scenario::GroupHolds) => r#"select h.* from
+                 (select n, 'group-' || (n / 312 % 400 + 1) as m,
+                         chr(65 + (n % 312 / 12)::int) as r, (n % 12) * 4 + 1 as f
+                    from (select nextval('bench_seq') - 1 as n) q) t,
+                 hold_seats(array[1, 1, 1, 1], array[t.m, t.m, t.m, t.m],
+                            array(select x from unnest(array[t.r || t.f, t.r || (t.f + 1),
+                                                             t.r || (t.f + 2), t.r || (t.f + 3)]) x
+                                   order by x collate "C"),
+                            array[gen_random_uuid()], array['p' || t.n], 3600, 8) h;"#
+            .to_owned(),
         (Kind::Bare, Scenario::Holds | Scenario::HotSeat) => format!(
             "insert into bench_bare select m, s, gen_random_uuid(), 'raw', now() + interval '1 hour'
              from {seat} t on conflict do nothing;"

@@ -8,7 +8,8 @@ use sqlx::PgPool;
 use crate::common::TestDb;
 use crate::options::History;
 
-/// Rooms for distinct-seat holds: `bench-1` … `bench-ROOMS`, each 26 × 50.
+/// Rooms for distinct-seat holds: `bench-1` … `bench-ROOMS`, each 26 × 50; as many
+/// `group-` rooms for group holds.
 pub const ROOMS: u64 = 400;
 pub const ROOM_SEATS: u64 = 26 * 50;
 /// The seat-map room: 15 × 20 = 300 seats, a third of them taken.
@@ -39,6 +40,10 @@ pub async fn database(history: History) -> (TestDb, PgPool) {
              select 'bench-' || g, 'Bench ' || g, 26, 50 from generate_series(1, {rooms}) g"
         ),
         format!("insert into movies values ('{MAP_ROOM}', 'Bench seat map', 15, 20)"),
+        format!(
+            "insert into movies (id, title, rows, seats_per_row)
+             select 'group-' || g, 'Group ' || g, 26, 50 from generate_series(1, {rooms}) g"
+        ),
         format!(
             "insert into hold_sessions (id, movie_id, user_id, seat_count, status, expires_at,
                                         confirmed_at, booking_reference)

@@ -115,6 +115,7 @@ async fn http_runs(
         ("HOLD_TTL_SECS", fixtures::TTL.as_secs().to_string()),
         ("DB_MAX_CONNECTIONS", options.pool.to_string()),
         ("MAX_HOLDS_PER_USER", "8".into()),
+        ("IDENTITY_SECRET", wrk::IDENTITY_SECRET.into()),
     ];
     if options.pooler == Pooler::PgBouncer {
         env.extend([
@@ -129,7 +130,7 @@ async fn http_runs(
         match scenario {
             Scenario::HotSeat => before.held.push(take_hot_seat(&server.base).await),
             Scenario::SeatMap => fixtures::book_map_room(&admin).await,
-            Scenario::Holds | Scenario::Flow => {}
+            Scenario::Holds | Scenario::GroupHolds | Scenario::Flow => {}
         }
         let cpu_before = server.cpu();
         let (stop, peak) = server.watch_memory();

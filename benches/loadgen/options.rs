@@ -5,6 +5,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scenario {
     Holds,
+    GroupHolds,
     HotSeat,
     SeatMap,
     Flow,
@@ -12,11 +13,18 @@ pub enum Scenario {
 
 impl Scenario {
     /// In the order a run drives them: the hot seat comes after the rush of holds.
-    pub const ALL: [Self; 4] = [Self::Holds, Self::HotSeat, Self::SeatMap, Self::Flow];
+    pub const ALL: [Self; 5] = [
+        Self::Holds,
+        Self::GroupHolds,
+        Self::HotSeat,
+        Self::SeatMap,
+        Self::Flow,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Holds => "holds",
+            Self::GroupHolds => "group-holds",
             Self::HotSeat => "hot-seat",
             Self::SeatMap => "seat-map",
             Self::Flow => "flow",
@@ -26,6 +34,9 @@ impl Scenario {
     pub fn describe(self) -> &'static str {
         match self {
             Self::Holds => "holds on distinct seats (requests/s)",
+            Self::GroupHolds => {
+                "4-seat holds on distinct seats, /api/v1 (requests/s; each holds 4 seats)"
+            }
             Self::HotSeat => "one hot seat, already held, after the rush of holds (attempts/s)",
             Self::SeatMap => "seat-map reads, 300 seats, 100 taken (requests/s)",
             Self::Flow => "full flow: hold → confirm, hold → release (flows/s, 2 requests each)",

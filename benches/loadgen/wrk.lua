@@ -1,8 +1,14 @@
 -- One scenario of the load benchmark, driven by wrk (benches/loadgen/wrk.rs runs it).
--- Environment: SCENARIO (holds, hot-seat or seat-map), THREADS (wrk's -t), TOLD (a file that
--- gets, when the run is done, a line per status seen and a line per hold granted).
+-- Environment: SCENARIO (holds, group-holds, hot-seat or seat-map), THREADS (wrk's -t), TOLD
+-- (a file that gets, when the run is done, a line per status seen and a line per hold
+-- granted), TOKENS (group-holds: a file of API tokens, one per line).
 local scenario = os.getenv("SCENARIO")
 local threads = {}
+
+local tokens = {}
+if scenario == "group-holds" then
+  for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
+end
 
 function setup(thread)
   thread:set("id", #threads)
@@ -19,6 +25,20 @@ function request()
   end
   local movie, seat
   local n = id + sent * nthreads
+  if scenario == "group-holds" then
+    -- The n-th group of 4 adjacent seats of the rooms group-1 .. group-400: 12 per row of 50.
+    -- Each user holds two groups (8 seats, the hold limit).
+    local within = n % 312
+    local row = string.char(65 + math.floor(within / 12))
+    local first = (within % 12) * 4 + 1
+    local seats = {}
+    for k = 0, 3 do seats[#seats + 1] = '"' .. row .. (first + k) .. '"' end
+    sent = sent + 1
+    return wrk.format("POST", "/api/v1/movies/group-" .. (math.floor(n / 312) % 400 + 1) .. "/holds",
+      { ["Content-Type"] = "application/json",
+        ["Authorization"] = "Bearer " .. tokens[math.floor(n / 2) % #tokens + 1] },
+      '{"seat_ids":[' .. table.concat(seats, ",") .. ']}')
+  end
   if scenario == "hot-seat" then
     movie, seat = "inception", "A1"
   else

@@ -9,8 +9,21 @@ use crate::check::Told;
 use crate::options::Scenario;
 use crate::report::{Latency, Sample};
 
+/// How many API users group holds spread over: two groups each, more than a run makes.
+const GROUP_USERS: usize = 100_000;
+
+/// The secret the server signs API tokens with, so that the benchmark can make its users'
+/// tokens itself rather than asking the server for each.
+pub const IDENTITY_SECRET: &str = "the benchmark's identity secret, not a real one";
+
 pub fn run(scenario: Scenario, clients: usize, duration: Duration, base: &str) -> (Sample, Told) {
     let told_file = tempfile::NamedTempFile::new().unwrap();
+    let tokens = tempfile::NamedTempFile::new().unwrap();
+    if scenario == Scenario::GroupHolds {
+        let identities = boxoffice::identity::Identities::new(IDENTITY_SECRET.as_bytes(), None);
+        let lines: Vec<String> = (0..GROUP_USERS).map(|_| identities.issue().1).collect();
+        std::fs::write(tokens.path(), lines.join("\n")).unwrap();
+    }
     let threads = clients.min(2);
     let output = Command::new("wrk")
         .args(["-t", &threads.to_string(), "-c", &clients.to_string()])
@@ -28,6 +41,7 @@ pub fn run(scenario: Scenario, clients: usize, duration: Duration, base: &str) -
         .env("SCENARIO", scenario.name())
         .env("THREADS", threads.to_string())
         .env("TOLD", told_file.path())
+        .env("TOKENS", tokens.path())
         .output()
         .expect("run wrk (Debian: apt-get install wrk)");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -46,11 +60,15 @@ pub fn run(scenario: Scenario, clients: usize, duration: Duration, base: &str) -
         } else if let Some(body) = line.strip_prefix("held ") {
             let hold: serde_json::Value = serde_json::from_str(body).unwrap();
             let text = |key: &str| hold[key].as_str().unwrap().to_owned();
-            told.held.push((
-                text("movie_id"),
-                text("seat_id"),
-                text("session_id").parse().unwrap(),
-            ));
+            let seats: Vec<String> = match hold.get("seat_ids") {
+                // An API hold: its seats.
+                Some(seats) => serde_json::from_value(seats.clone()).unwrap(),
+                None => vec![text("seat_id")],
+            };
+            for seat in seats {
+                told.held
+                    .push((text("movie_id"), seat, text("session_id").parse().unwrap()));
+            }
         }
     }
     for error in ["connect", "read", "write", "timeout"] {

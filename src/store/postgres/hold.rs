@@ -1,4 +1,4 @@
-//! Holds, decided together: concurrent single-seat holds are gathered into one call of
+//! Holds, decided together: concurrent holds (single seats and groups) are gathered into one call of
 //! `hold_seats` (migrations/0003), one round trip and one transaction, and each request still
 //! gets the answer it could get alone, sent only after the commit. The function keeps the one
 //! lock order: per-user advisory locks (sorted by key), then seat rows in seat order, then
@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::link::Link;
-use super::{classify, statements};
+use super::{classify, statements, uncommitted};
 use crate::domain::{Hold, SeatId, SessionId, UserId};
 use crate::store::batcher::{Batcher, Refused};
 use crate::store::{HoldPolicy, StoreError, StoreResult, Unavailable};
@@ -57,7 +57,7 @@ impl Default for HoldQueue {
 /// Most requests decided in one transaction.
 const MAX_BATCH: usize = 64;
 
-/// Hands single-seat holds to a few worker tasks; each takes whatever is queued when it
+/// Hands holds to a few worker tasks; each takes whatever is queued when it
 /// becomes free. Under light load a batch is one request; under a rush it is many, and one
 /// transaction (one commit) serves them all.
 #[derive(Clone)]
@@ -95,7 +95,7 @@ impl Holds {
         self.batcher.queued()
     }
 
-    /// Whether single-seat holds can be served: a worker runs and the queue has room.
+    /// Whether holds can be served: a worker runs and the queue has room.
     pub fn ready(&self) -> StoreResult<()> {
         if self.batcher.ready() {
             Ok(())
@@ -198,7 +198,7 @@ async fn decide(
         .collect()
 }
 
-/// Decides one request (a group hold) in transactions of its own.
+/// Decides one request in transactions of its own (when its batch failed as a whole).
 pub(super) async fn hold_alone(
     link: &Link,
     policy: HoldPolicy,
@@ -275,12 +275,7 @@ async fn round(
     }
     let mut tx = link.begin_on(conn).await.map_err(classify)?;
     let decisions = call(&mut tx, link, policy, requests).await?;
-    tx.commit().await.map_err(|error| match error {
-        // PostgreSQL answered: it did not commit.
-        sqlx::Error::Database(_) => classify(error),
-        // The answer to the commit was lost: it may have been made.
-        _ => StoreError::OutcomeUnknown,
-    })?;
+    tx.commit().await.map_err(uncommitted)?;
     Ok(decisions)
 }
 

@@ -470,13 +470,10 @@ impl SeatStore for PgStore {
             seats: lock_order(seats)?,
             user: user.clone(),
         };
-        if request.seats.len() == 1 {
-            self.holds.hold(request).await
-        } else {
-            // A group is all or nothing; deciding it alone keeps a failed group from
-            // touching anyone else's answer.
-            hold::hold_alone(&self.link, self.policy, &request).await
-        }
+        // Groups too: `hold_seats` settles a group that got only some of its seats by
+        // deleting them, and decides again whoever lost a seat to it, so batching changes no
+        // answer; it saves a commit per group (BENCHMARKS.md, "Group holds").
+        self.holds.hold(request).await
     }
 
     async fn confirm(&self, session: SessionId, user: &UserId) -> StoreResult<Booking> {
