@@ -670,3 +670,67 @@ async fn an_extension_is_in_the_ledger_with_its_new_deadline() {
         ]
     );
 }
+
+/// PostgreSQL only: the reaper forgets a key past its lifetime, and the key then acts afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_past_their_lifetime_are_forgotten_and_act_afresh() {
+    let db = common::TestDb::new().await;
+    let store = db.store(roomy(), 8).await;
+    let inception = movie(&store, "inception").await;
+    let user = api_user();
+    let command = || Command::Hold {
+        movie: inception.clone(),
+        want: Want::Best(1),
+    };
+    let first = store
+        .execute(&user, command(), Some(claim("old", "best 1")))
+        .await
+        .unwrap();
+    assert!(matches!(first, Keyed::Done(_)));
+    assert_eq!(
+        store.forget_keys(100).await.unwrap(),
+        0,
+        "a fresh key stays"
+    );
+    sqlx::query("update idempotency_keys set created_at = now() - interval '25 hours'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let again = store
+        .execute(&user, command(), Some(claim("old", "best 1")))
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, Keyed::Done(_)),
+        "a key past its lifetime is not replayed"
+    );
+    sqlx::query("update idempotency_keys set created_at = now() - interval '25 hours'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(store.forget_keys(100).await.unwrap(), 1);
+    assert_eq!(store.forget_keys(100).await.unwrap(), 0);
+    assert_eq!(holders(&store, "inception").await.len(), 2);
+}
+
+/// PostgreSQL only: the bookings report lists a booking by its reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bookings_report_lists_each_booking_by_its_reference() {
+    let db = common::TestDb::new().await;
+    let store = db.store(roomy(), 8).await;
+    let inception = movie(&store, "inception").await;
+    let user = api_user();
+    let hold = hold_seats(&store, &user, &inception, Want::Seats(seats(&["B7", "B8"])))
+        .await
+        .unwrap();
+    let booking = store.confirm(hold.session_id, &user).await.unwrap();
+    let rows = store
+        .report(boxoffice::reports::Report::Bookings, Some("inception"))
+        .await
+        .unwrap()
+        .rows;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["booking_reference"], booking.reference.as_str());
+    assert_eq!(rows[0]["seats"], "B7 B8");
+    assert_eq!(rows[0]["seat_count"], 2);
+}

@@ -640,3 +640,36 @@ fn answer(outcome: StoreResult<Keyed>) -> Result<Response, AppError> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Unavailable;
+
+    #[test]
+    fn conflicts_limits_and_outages_are_not_kept_for_a_retry() {
+        for error in [
+            StoreError::SeatTaken(vec![SeatId::parse("A1").unwrap()]),
+            StoreError::NotEnoughSeats { free: 0 },
+            StoreError::ExtensionLimit,
+            StoreError::AlreadyConfirmed,
+            StoreError::LimitReached { limit: 8 },
+            StoreError::Unavailable(Unavailable::Unreachable),
+            StoreError::OutcomeUnknown,
+        ] {
+            assert_eq!(keep(&Err(error)), None);
+        }
+    }
+
+    #[test]
+    fn final_refusals_are_kept_with_their_status_and_body() {
+        let kept = keep(&Err(StoreError::Expired)).expect("kept");
+        assert_eq!(kept.status, 410);
+        let body: Value = serde_json::from_str(&kept.body).unwrap();
+        assert_eq!(body["code"], "hold_expired");
+        assert_eq!(
+            keep(&Err(StoreError::SessionNotFound)).map(|k| k.status),
+            Some(404)
+        );
+    }
+}
