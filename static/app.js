@@ -80,8 +80,22 @@ async function api(method, path, body, retried = false) {
   return data;
 }
 
-function serviceDown() { $("banner").hidden = false; }
-function serviceUp() { $("banner").hidden = true; }
+// While the service is down, the movie list is read every second (not every 5 s), so the
+// page notices soon when it is back, even on a stream that polls nothing.
+let retrying = null;
+
+function serviceDown() {
+  $("banner").hidden = false;
+  retrying ??= setInterval(() => loadMovies().catch(() => {}), POLL_MS);
+}
+
+function serviceUp() {
+  $("banner").hidden = true;
+  if (retrying !== null) {
+    clearInterval(retrying);
+    retrying = null;
+  }
+}
 
 function say(text, kind = "error") {
   const el = $("message");
