@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::http::connections::{ConnectionLimits, MIN_HEADER_BYTES};
 use crate::store::HoldPolicy;
 use crate::store::postgres::{HoldQueue, PoolSettings, Pooler};
 
@@ -40,6 +41,9 @@ pub struct Config {
     pub identity_secret: Option<Secret>,
     /// Still accepted for tokens, during a rotation (`IDENTITY_SECRET_PREVIOUS`).
     pub identity_secret_previous: Option<Secret>,
+    /// What one HTTP client may cost: `HEADER_READ_TIMEOUT_SECS`, `MAX_HEADER_BYTES`,
+    /// `MAX_CONNECTIONS`.
+    pub connections: ConnectionLimits,
 }
 
 /// A setting that must not appear in logs: its `Debug` hides it.
@@ -110,6 +114,11 @@ impl Default for Config {
             seed_api: true,
             identity_secret: None,
             identity_secret_previous: None,
+            connections: ConnectionLimits {
+                header_read_timeout: Duration::from_secs(5),
+                max_header_bytes: 16 * 1024,
+                max_connections: 4096,
+            },
         }
     }
 }
@@ -162,7 +171,23 @@ impl Config {
             seed_api: parse(&get, "SEED_API", d.seed_api)?,
             identity_secret: secret(&get, "IDENTITY_SECRET")?,
             identity_secret_previous: secret(&get, "IDENTITY_SECRET_PREVIOUS")?,
+            connections: ConnectionLimits {
+                header_read_timeout: seconds(
+                    &get,
+                    "HEADER_READ_TIMEOUT_SECS",
+                    d.connections.header_read_timeout,
+                )?,
+                max_header_bytes: parse(&get, "MAX_HEADER_BYTES", d.connections.max_header_bytes)?,
+                max_connections: positive(&get, "MAX_CONNECTIONS", d.connections.max_connections)?,
+            },
         };
+        if config.connections.max_header_bytes < MIN_HEADER_BYTES {
+            return Err(ConfigError {
+                name: "MAX_HEADER_BYTES",
+                value: config.connections.max_header_bytes.to_string(),
+                reason: format!("must be at least {MIN_HEADER_BYTES}"),
+            });
+        }
         if let Some(token) = &config.reports_token
             && token.len() < MIN_REPORTS_TOKEN_LEN
         {
@@ -311,6 +336,12 @@ mod tests {
         assert_eq!(config.max_seats_per_hold, 8);
         assert!(config.seed_api);
         assert_eq!(config.identity_secret, None);
+        assert_eq!(
+            config.connections.header_read_timeout,
+            Duration::from_secs(5)
+        );
+        assert_eq!(config.connections.max_header_bytes, 16 * 1024);
+        assert_eq!(config.connections.max_connections, 4096);
     }
 
     #[test]
@@ -376,6 +407,9 @@ mod tests {
             ("REPORTS_TOKEN", "short"),
             ("MAX_EVENT_STREAMS", "many"),
             ("DATABASE_POOLER", "session"),
+            ("MAX_HEADER_BYTES", "1024"),
+            ("MAX_CONNECTIONS", "0"),
+            ("HEADER_READ_TIMEOUT_SECS", "0"),
         ] {
             let err = from(&[(name, value)]).unwrap_err().to_string();
             assert!(err.starts_with(name), "{err}");

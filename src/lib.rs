@@ -79,15 +79,11 @@ pub async fn serve<S: SeatStore>(
             stop_streams.cancel();
         }
     };
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let served = axum::serve(listener, app(store, config, stop_streams))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = app(store, config, stop_streams);
+    http::connections::serve(listener, app, config.connections, shutdown).await;
     reaper.abort();
     tracing::info!("stopped");
-    served
+    Ok(())
 }
 
 async fn shutdown_signal() {

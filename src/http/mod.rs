@@ -21,6 +21,7 @@ use crate::store::SeatStore;
 use crate::telemetry;
 
 mod api;
+pub mod connections;
 pub mod error;
 mod events;
 mod health;
