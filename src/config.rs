@@ -23,6 +23,8 @@ pub struct Config {
     pub pool: PoolSettings,
     pub static_dir: PathBuf,
     pub request_timeout: Duration,
+    /// How long a request's body may take to arrive, from its header (`BODY_READ_TIMEOUT_SECS`).
+    pub body_read_timeout: Duration,
     pub max_body_bytes: usize,
     /// Most single-seat holds waiting for a worker.
     pub hold_queue_limit: usize,
@@ -94,6 +96,7 @@ impl Default for Config {
                 max_holds_per_user: 8,
                 max_extensions: 2,
                 max_lifetime: Duration::from_secs(600),
+                session_retention: Duration::from_secs(24 * 60 * 60),
             },
             reaper_interval: Duration::from_secs(5),
             reaper_batch_size: 500,
@@ -105,6 +108,7 @@ impl Default for Config {
             },
             static_dir: PathBuf::from("static"),
             request_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(5),
             max_body_bytes: 16 * 1024,
             hold_queue_limit: 4096,
             report_time_zone: "UTC".into(),
@@ -146,6 +150,11 @@ impl Config {
                 )?,
                 max_extensions: parse(&get, "MAX_HOLD_EXTENSIONS", d.hold.max_extensions)?,
                 max_lifetime: seconds(&get, "MAX_HOLD_LIFETIME_SECS", d.hold.max_lifetime)?,
+                session_retention: seconds(
+                    &get,
+                    "SESSION_RETENTION_SECS",
+                    d.hold.session_retention,
+                )?,
             },
             reaper_interval: seconds(&get, "REAPER_INTERVAL_SECS", d.reaper_interval)?,
             reaper_batch_size: positive(&get, "REAPER_BATCH_SIZE", d.reaper_batch_size)?,
@@ -161,6 +170,7 @@ impl Config {
             },
             static_dir: get("STATIC_DIR").map_or(d.static_dir, PathBuf::from),
             request_timeout: seconds(&get, "REQUEST_TIMEOUT_SECS", d.request_timeout)?,
+            body_read_timeout: seconds(&get, "BODY_READ_TIMEOUT_SECS", d.body_read_timeout)?,
             max_body_bytes: positive(&get, "MAX_BODY_BYTES", d.max_body_bytes)?,
             hold_queue_limit: positive(&get, "HOLD_QUEUE_LIMIT", d.hold_queue_limit)?,
             report_time_zone: get("REPORT_TIME_ZONE")
@@ -207,6 +217,15 @@ impl Config {
                 reason: "must be set with DATABASE_POOLER=transaction: migrations and the \
                          listening connection need a session of their own, straight to \
                          PostgreSQL"
+                    .into(),
+            });
+        }
+        if config.body_read_timeout >= config.request_timeout {
+            return Err(ConfigError {
+                name: "BODY_READ_TIMEOUT_SECS",
+                value: config.body_read_timeout.as_secs_f64().to_string(),
+                reason: "must be less than REQUEST_TIMEOUT_SECS, so that a stalled body is \
+                         answered 408 before the request times out"
                     .into(),
             });
         }
@@ -334,6 +353,7 @@ mod tests {
         assert_eq!(config.hold.max_extensions, 2);
         assert_eq!(config.hold.max_lifetime, Duration::from_secs(600));
         assert_eq!(config.max_seats_per_hold, 8);
+        assert_eq!(config.hold.session_retention, Duration::from_secs(86400));
         assert!(config.seed_api);
         assert_eq!(config.identity_secret, None);
         assert_eq!(
@@ -409,6 +429,7 @@ mod tests {
             ("DATABASE_POOLER", "session"),
             ("MAX_HEADER_BYTES", "1024"),
             ("MAX_CONNECTIONS", "0"),
+            ("BODY_READ_TIMEOUT_SECS", "10"),
             ("HEADER_READ_TIMEOUT_SECS", "0"),
         ] {
             let err = from(&[(name, value)]).unwrap_err().to_string();

@@ -1,4 +1,5 @@
-//! The background sweep that deletes expired holds and old idempotency keys. Garbage collection only: every read and
+//! The background sweep that deletes expired holds, old idempotency keys and long-ended
+//! sessions. Garbage collection only: every read and
 //! hold already treats an expired hold as gone, whether or not this has run.
 
 use std::time::Duration;
@@ -6,7 +7,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::store::SeatStore;
+use crate::store::{SeatStore, StoreResult};
 
 /// Sweeps every `interval`, in batches of `batch` rows until a batch comes back short.
 /// Safe to run in every server process at once: the stores skip rows another sweep holds.
@@ -45,22 +46,53 @@ async fn sweep<S: SeatStore>(store: &S, batch: u32) {
     if total > 0 {
         tracing::debug!(expired = total, "reaper removed expired holds");
     }
-    forget_keys(store, batch).await;
+    in_batches(batch, "idempotency keys", || store.forget_keys(batch)).await;
+    in_batches(batch, "ended sessions", || store.forget_sessions(batch)).await;
 }
 
-/// Deletes idempotency keys past their lifetime, in batches.
-async fn forget_keys<S: SeatStore>(store: &S, batch: u32) {
+/// Runs `forget` until a batch comes back short, or fails.
+async fn in_batches<F: Future<Output = StoreResult<u64>>>(
+    batch: u32,
+    what: &str,
+    mut forget: impl FnMut() -> F,
+) {
     loop {
-        match store.forget_keys(batch).await {
+        match forget().await {
             Ok(n) if n == u64::from(batch) => continue,
             Ok(_) => break,
             Err(error) => {
                 tracing::warn!(
                     error = &error as &dyn std::error::Error,
-                    "forgetting old idempotency keys failed"
+                    "forgetting old {what} failed"
                 );
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{SeatId, UserId};
+    use crate::store::{HoldPolicy, MemoryStore, StoreError};
+
+    #[tokio::test]
+    async fn a_sweep_reaps_lapsed_holds_then_forgets_sessions_past_their_retention() {
+        let store = MemoryStore::new(HoldPolicy {
+            ttl: Duration::from_millis(20),
+            session_retention: Duration::from_millis(1),
+            ..crate::Config::default().hold
+        });
+        let movie = store.movie("inception").await.unwrap();
+        let alice = UserId::parse("alice".to_owned()).unwrap();
+        let seats = vec![SeatId::parse("A1").unwrap()];
+        let hold = store.hold(&movie, seats, &alice).await.unwrap();
+        tokio::time::sleep((hold.expires_at - hold.server_time).to_std().unwrap() * 2).await;
+        sweep(&store, 10).await;
+        assert!(matches!(
+            store.confirm(hold.session_id, &alice).await,
+            Err(StoreError::SessionNotFound)
+        ));
     }
 }

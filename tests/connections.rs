@@ -15,6 +15,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 async fn app_with(header_read_timeout: Duration, max_connections: usize) -> TestApp {
     let mut config = test_config();
+    config.body_read_timeout = Duration::from_millis(300);
     config.connections.header_read_timeout = header_read_timeout;
     config.connections.max_connections = max_connections;
     TestApp::spawn(MemoryStore::new(policy(LONG_TTL, 8)), config).await
@@ -99,4 +100,53 @@ async fn past_the_connection_cap_a_client_waits_for_a_free_one_and_is_then_serve
         .expect("served once a connection closed")
         .unwrap();
     assert_eq!(&first, b"HTTP/1.1 200");
+}
+
+/// The status line and the JSON body of a whole answer.
+fn status_and_body(answer: &str) -> (&str, serde_json::Value) {
+    let status = answer.lines().next().unwrap_or_default();
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let body = serde_json::from_str(body).unwrap_or_else(|_| panic!("a JSON body: {answer}"));
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_target_without_a_leading_slash_answers_400_json() {
+    let app = app_with(Duration::from_secs(5), 64).await;
+    for target in ["a", "*", "inception/seats", "http:", "movies:80"] {
+        let mut socket = TcpStream::connect(app.addr).await.unwrap();
+        let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_until_closed(&mut socket).await;
+        if target != "a" && answer.contains("\r\ncontent-length: 0\r\n") {
+            // hyper refused to parse it (a bare 400): it never reached the router.
+            assert!(answer.starts_with("HTTP/1.1 400 "), "{target}: {answer}");
+            continue;
+        }
+        let (status, body) = status_and_body(&answer);
+        assert_eq!(status, "HTTP/1.1 400 Bad Request", "{target}: {answer}");
+        assert_eq!(body["code"], "invalid_target", "{target}");
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_answers_408_once_its_time_is_up() {
+    let app = app_with(Duration::from_secs(5), 64).await;
+    let head = "POST /movies/inception/seats/A1/hold HTTP/1.1\r\nHost: x\r\n\
+                Content-Type: application/json\r\n";
+    for (framing, sent) in [
+        ("Content-Length: 100\r\n", r#"{"user_id":"#.to_owned()),
+        (
+            "Transfer-Encoding: chunked\r\n",
+            "5\r\n{\"use\r\n".to_owned(),
+        ),
+    ] {
+        let mut socket = TcpStream::connect(app.addr).await.unwrap();
+        let request = format!("{head}{framing}\r\n{sent}");
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_until_closed(&mut socket).await;
+        let (status, body) = status_and_body(&answer);
+        assert_eq!(status, "HTTP/1.1 408 Request Timeout", "{framing}");
+        assert_eq!(body["code"], "body_timeout", "{framing}");
+    }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use boxoffice::domain::{Hold, Movie, SeatId, UserId, seed_movies};
-use boxoffice::store::{SeatStore, StoreError};
+use boxoffice::store::{HoldPolicy, SeatStore, StoreError};
 use common::{Backend, LONG_TTL, Opened, SHORT_TTL, policy, wait_until_lapsed};
 
 fn user(name: &str) -> UserId {
@@ -270,6 +270,62 @@ async fn an_untouched_expired_hold_cannot_be_confirmed_or_released<B: Backend>()
     assert_eq!(taken(&s.store, "inception").await, []);
 }
 
+async fn ended_sessions_are_forgotten_after_their_retention_and_bookings_never<B: Backend>() {
+    // Longer than the holds last, so that the released session is still remembered when the
+    // lapsed one has ended.
+    let retention = SHORT_TTL * 2;
+    let s = B::open(HoldPolicy {
+        session_retention: retention,
+        ..policy(SHORT_TTL, 8)
+    })
+    .await;
+    let alice = user("alice");
+    let released = hold(&s.store, "inception", &["A1"], "alice").await.unwrap();
+    s.store.release(released.session_id, &alice).await.unwrap();
+    let booked = hold(&s.store, "inception", &["A2"], "alice").await.unwrap();
+    s.store.confirm(booked.session_id, &alice).await.unwrap();
+    let lapsed = hold(&s.store, "inception", &["A3", "A4"], "alice")
+        .await
+        .unwrap();
+    wait_until_lapsed(lapsed.server_time, lapsed.expires_at).await;
+    assert_eq!(s.store.reap_expired(10).await.unwrap(), 2);
+
+    // Within the retention, an ended session is still told from an unknown one.
+    assert_eq!(s.store.forget_sessions(10).await.unwrap(), 0);
+    assert!(matches!(
+        s.store.confirm(released.session_id, &alice).await,
+        Err(StoreError::Released)
+    ));
+    assert!(matches!(
+        s.store.confirm(lapsed.session_id, &alice).await,
+        Err(StoreError::Expired)
+    ));
+
+    wait_until_lapsed(lapsed.server_time, lapsed.expires_at + retention).await;
+    assert_eq!(s.store.forget_sessions(1).await.unwrap(), 1, "in batches");
+    assert_eq!(s.store.forget_sessions(10).await.unwrap(), 1);
+    assert_eq!(s.store.forget_sessions(10).await.unwrap(), 0);
+    for gone in [released.session_id, lapsed.session_id] {
+        assert!(matches!(
+            s.store.confirm(gone, &alice).await,
+            Err(StoreError::SessionNotFound)
+        ));
+        assert!(matches!(
+            s.store.release(gone, &alice).await,
+            Err(StoreError::SessionNotFound)
+        ));
+    }
+    // The booking stays, and so does its seat.
+    s.store.confirm(booked.session_id, &alice).await.unwrap();
+    assert_eq!(
+        taken(&s.store, "inception").await,
+        [row("A2", "alice", true)]
+    );
+    let sessions = s.store.user_sessions(&alice).await.unwrap();
+    let ids: Vec<_> = sessions.iter().map(|info| info.session_id).collect();
+    assert_eq!(ids, [booked.session_id]);
+}
+
 async fn the_per_user_limit_counts_live_holds_across_movies<B: Backend>() {
     let s = B::open(policy(LONG_TTL, 3)).await;
     let first = hold(&s.store, "inception", &["A1", "A2"], "alice")
@@ -427,4 +483,5 @@ contract!(
     concurrent_holds_by_one_user_stop_at_the_limit,
     losing_a_seat_race_leaves_the_quota_for_another_seat,
     the_reaper_removes_expired_holds_in_batches,
+    ended_sessions_are_forgotten_after_their_retention_and_bookings_never,
 );

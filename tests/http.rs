@@ -368,6 +368,35 @@ async fn unknown_movies_and_seats_answer_404() {
 }
 
 #[tokio::test]
+async fn a_control_character_in_a_path_or_query_answers_400_before_reaching_postgres() {
+    let f = fixture().await;
+    for path in [
+        "/movies/inception%00/seats",
+        "/api/v1/movies/inception%00/seats",
+        "/movies/inception/seats/A1%00/hold",
+        "/movies/inception%0a/events",
+        "/reports/ledger?movie=inception%00",
+        "/a%7f",
+    ] {
+        assert_error(
+            f.send(Method::GET, path, None).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+        )
+        .await;
+    }
+    let hold = f
+        .send(
+            Method::POST,
+            "/movies/inc%00eption/seats/A1/hold",
+            Some(json!({ "user_id": "alice" })),
+        )
+        .await;
+    assert_error(hold, StatusCode::BAD_REQUEST, "invalid_target").await;
+    assert_eq!(f.row_counts().await, (0, 0));
+}
+
+#[tokio::test]
 async fn bad_input_answers_a_json_error_and_changes_nothing() {
     let f = fixture().await;
     let hold_a1 = "/movies/inception/seats/A1/hold";
@@ -499,7 +528,14 @@ async fn the_page_is_served_at_the_root() {
             .unwrap()
             .starts_with("text/html")
     );
+    let headers = response.headers().clone();
     assert!(response.text().await.unwrap().contains("<title>boxoffice"));
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("script-src 'self';"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
     for asset in ["/app.js", "/style.css"] {
         assert_eq!(
             f.send(Method::GET, asset, None).await.status(),

@@ -47,6 +47,10 @@ pub enum AppError {
     InvalidUserId,
     InvalidSeatId,
     InvalidSessionId,
+    /// A request target no route could mean: no leading slash, or a control character.
+    InvalidTarget,
+    /// The body did not arrive within the time allowed for it.
+    BodyTimeout,
     DuplicateSeat(SeatId),
     MovieNotFound,
     SeatNotFound,
@@ -139,6 +143,18 @@ impl AppError {
                 "no such seat in this room".into(),
             ),
             SessionNotFound => (S::NOT_FOUND, "session_not_found", "no such hold".into()),
+            InvalidTarget => (
+                S::BAD_REQUEST,
+                "invalid_target",
+                "the request target must be a path starting with / and free of control \
+                 characters, decoded or not"
+                    .into(),
+            ),
+            BodyTimeout => (
+                S::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body did not arrive in time".into(),
+            ),
             RouteNotFound => (S::NOT_FOUND, "not_found", "no such page or endpoint".into()),
             MethodNotAllowed => (
                 S::METHOD_NOT_ALLOWED,
@@ -358,6 +374,9 @@ impl From<StoreError> for AppError {
 
 impl From<JsonRejection> for AppError {
     fn from(rejection: JsonRejection) -> Self {
+        if caused_by::<tower_http::timeout::TimeoutError>(&rejection) {
+            return Self::BodyTimeout;
+        }
         match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => Self::BodyTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
@@ -387,6 +406,11 @@ impl From<SessionIdError> for AppError {
     fn from(_: SessionIdError) -> Self {
         Self::InvalidSessionId
     }
+}
+
+/// Whether `error` or one of its causes is an `E`.
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source()).any(|e| e.is::<E>())
 }
 
 #[cfg(test)]

@@ -1,16 +1,20 @@
 //! The HTTP layer: the router, request extractors, and the rules every response follows.
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::handler::HandlerWithoutStateExt;
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::{DeadlineBody, RequestBodyDeadlineLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -120,15 +124,48 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
         })
         .layer(
             ServiceBuilder::new()
+                .layer(RequestBodyDeadlineLayer::new(config.body_read_timeout))
+                .map_request(|request: Request<DeadlineBody<Body>>| request.map(Body::new))
                 .layer(TraceLayer::new_for_http())
                 .layer(middleware::from_fn(measure))
                 .layer(middleware::from_fn(json_errors))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                ))
+                .layer(middleware::from_fn(sound_target))
                 .layer(middleware::from_fn_with_state(
                     config.request_timeout,
                     deadline,
                 )),
         )
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+}
+
+/// The page loads its script, style and data from this server only, runs no inline script,
+/// and may not be framed.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
+/// Refuses a request target no route could mean before anything reads it: one without a
+/// leading slash (`GET a HTTP/1.1`, `OPTIONS *`), or with a control character such as NUL in
+/// its path or query once decoded, which no id has and PostgreSQL refuses in text.
+async fn sound_target(request: Request, next: Next) -> Response {
+    let uri = request.uri();
+    let control = |part: &str| percent_decode_str(part).any(|byte| byte.is_ascii_control());
+    if !uri.path().starts_with('/') || control(uri.path()) || uri.query().is_some_and(control) {
+        return AppError::InvalidTarget.into_response();
+    }
+    next.run(request).await
 }
 
 /// Answers a request that runs past `timeout`. A read has done nothing, so it may be retried;

@@ -1,7 +1,7 @@
 //! `MemoryStore`: the same rules as `PgStore`, in process memory, for running without a
 //! database. One mutex guards all state, so every operation is atomic; nothing persists.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
@@ -35,6 +35,9 @@ struct State {
     held_by_user: HashMap<UserId, HashSet<SessionId>>,
     /// Every session of each user, oldest first.
     by_user: HashMap<UserId, Vec<SessionId>>,
+    /// Released and expired sessions, about in the order they ended (an expired one ends when
+    /// its hold lapsed, which may be a little before it is reaped), to forget.
+    ended: VecDeque<(DateTime<Utc>, SessionId)>,
     /// Idempotency keys per user and key.
     keys: HashMap<(UserId, String), Kept>,
     /// The signing secret of API tokens, random per process.
@@ -334,10 +337,28 @@ impl State {
             return;
         }
         s.status = status;
+        match status {
+            SessionStatus::Expired => self.ended.push_back((s.expires_at, session)),
+            SessionStatus::Released => self.ended.push_back((Utc::now(), session)),
+            SessionStatus::Held | SessionStatus::Confirmed => {}
+        }
         if let Some(live) = self.held_by_user.get_mut(&s.user) {
             live.remove(&session);
             if live.is_empty() {
                 self.held_by_user.remove(&s.user);
+            }
+        }
+    }
+
+    /// Removes an ended session and every trace of it but the events already published.
+    fn forget(&mut self, session: SessionId) {
+        let Some(s) = self.sessions.remove(&session) else {
+            return;
+        };
+        if let Some(ids) = self.by_user.get_mut(&s.user) {
+            ids.retain(|id| *id != session);
+            if ids.is_empty() {
+                self.by_user.remove(&s.user);
             }
         }
     }
@@ -505,6 +526,21 @@ impl SeatStore for MemoryStore {
 
     async fn report(&self, _: Report, _: Option<&str>) -> StoreResult<Rows> {
         Err(StoreError::ReportsNeedPostgres)
+    }
+
+    async fn forget_sessions(&self, batch: u32) -> StoreResult<u64> {
+        let cutoff = Utc::now() - self.policy.session_retention;
+        let mut state = self.lock();
+        let mut gone = 0;
+        while gone < u64::from(batch)
+            && let Some(&(ended_at, session)) = state.ended.front()
+            && ended_at < cutoff
+        {
+            state.ended.pop_front();
+            state.forget(session);
+            gone += 1;
+        }
+        Ok(gone)
     }
 
     async fn reap_expired(&self, batch: u32) -> StoreResult<u64> {

@@ -28,6 +28,10 @@ pub struct HoldPolicy {
     /// How long after it began a hold may last at most, extensions included
     /// (`MAX_HOLD_LIFETIME_SECS`).
     pub max_lifetime: Duration,
+    /// How long a released or expired session is remembered after it ended, to answer 410
+    /// rather than 404 (`SESSION_RETENTION_SECS`); then the reaper forgets it. Bookings are
+    /// never forgotten.
+    pub session_retention: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -323,6 +327,11 @@ pub trait SeatStore: Clone + Send + Sync + 'static {
 
     /// Deletes up to `batch` idempotency keys older than `KEY_LIFETIME`; returns how many went.
     fn forget_keys(&self, batch: u32) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Deletes up to `batch` released or expired sessions that ended more than
+    /// `session_retention` ago, oldest first; returns how many went. Afterwards they answer
+    /// 404, as if they had never been.
+    fn forget_sessions(&self, batch: u32) -> impl Future<Output = StoreResult<u64>> + Send;
 
     /// Deletes up to `batch` expired holds; returns how many went. Garbage collection only:
     /// no answer of the store depends on it having run.

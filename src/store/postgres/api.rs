@@ -7,6 +7,8 @@
 //! the transaction first takes a try-lock on (user, key), held to its end: a duplicate that
 //! cannot take it is in flight (409), one that can sees the key if the first committed.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -50,6 +52,18 @@ mod sql {
                 for update skip locked)
          delete from idempotency_keys k using doomed d
           where k.user_id = d.user_id and k.key = d.key";
+
+    /// Released and expired sessions past their retention, oldest first. One without seat
+    /// rows only (a session's are gone when it ends; the check keeps a stray one from
+    /// failing the whole batch on the foreign key).
+    pub const FORGET_SESSIONS: &str = "with doomed as (
+             select id from hold_sessions s
+              where ended_at < now() - make_interval(secs => $2)
+                and not exists (select from seat_holds h where h.session_id = s.id)
+              order by ended_at
+              limit $1
+                for update skip locked)
+         delete from hold_sessions s using doomed d where s.id = d.id";
 
     /// Seats taken now (live holds and bookings) in a room.
     pub const TAKEN: &str = "select seat_id from seat_holds
@@ -405,11 +419,21 @@ impl PgStore {
     }
 
     pub(super) async fn forget_old_keys(&self, batch: u32) -> StoreResult<u64> {
+        self.forget(sql::FORGET, batch, KEY_LIFETIME).await
+    }
+
+    pub(super) async fn forget_old_sessions(&self, batch: u32) -> StoreResult<u64> {
+        self.forget(sql::FORGET_SESSIONS, batch, self.policy.session_retention)
+            .await
+    }
+
+    /// Runs a deletion of up to `batch` rows older than `age`.
+    async fn forget(&self, statement: &'static str, batch: u32, age: Duration) -> StoreResult<u64> {
         let mut conn = self.link.session().await.map_err(classify)?;
-        let gone = sqlx::query(sql::FORGET)
+        let gone = sqlx::query(statement)
             .persistent(self.link.persistent())
             .bind(i64::from(batch))
-            .bind(KEY_LIFETIME.as_secs_f64())
+            .bind(age.as_secs_f64())
             .execute(&mut *conn)
             .await
             .map_err(classify)?;

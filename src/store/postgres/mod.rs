@@ -523,6 +523,10 @@ impl SeatStore for PgStore {
         self.forget_old_keys(batch).await
     }
 
+    async fn forget_sessions(&self, batch: u32) -> StoreResult<u64> {
+        self.forget_old_sessions(batch).await
+    }
+
     async fn report(&self, report: Report, movie: Option<&str>) -> StoreResult<Rows> {
         let mut session = self.link.session().await.map_err(classify)?;
         let rows = reports::fetch(&mut session, report, movie).await?;
