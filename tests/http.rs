@@ -769,6 +769,24 @@ async fn a_statement_that_waits_too_long(behind_pgbouncer: bool) {
 }
 
 #[tokio::test]
+async fn connections_run_with_a_statement_a_lock_and_an_idle_transaction_timeout() {
+    let db = TestDb::new().await;
+    let options = boxoffice::store::postgres::bounded(db.options(), Duration::from_millis(1500));
+    let mut conn = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    for name in [
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+    ] {
+        let value: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("show {name}")))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(value, "1500ms", "{name}");
+    }
+}
+
+#[tokio::test]
 async fn a_statement_that_waits_too_long_answers_503() {
     a_statement_that_waits_too_long(false).await;
 }

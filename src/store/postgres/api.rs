@@ -429,15 +429,20 @@ impl PgStore {
 
     /// Runs a deletion of up to `batch` rows older than `age`.
     async fn forget(&self, statement: &'static str, batch: u32, age: Duration) -> StoreResult<u64> {
-        let mut conn = self.link.session().await.map_err(classify)?;
-        let gone = sqlx::query(statement)
-            .persistent(self.link.persistent())
-            .bind(i64::from(batch))
-            .bind(age.as_secs_f64())
-            .execute(&mut *conn)
+        let mut session = self.link.session().await.map_err(classify)?;
+        let persistent = self.link.persistent();
+        let gone = session
+            .within(&self.link, async |conn| {
+                sqlx::query(statement)
+                    .persistent(persistent)
+                    .bind(i64::from(batch))
+                    .bind(age.as_secs_f64())
+                    .execute(conn)
+                    .await
+            })
             .await
             .map_err(classify)?;
-        conn.done().await.map_err(classify)?;
+        session.done().await.map_err(classify)?;
         Ok(gone.rows_affected())
     }
 }

@@ -13,7 +13,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::link::Link;
+use super::link::{self, Link};
 use super::{classify, statements, uncommitted};
 use crate::domain::{Hold, SeatId, SessionId, UserId};
 use crate::store::batcher::{Batcher, Refused};
@@ -135,7 +135,14 @@ impl Connections {
     /// may have been the connection.
     async fn round(&self, policy: HoldPolicy, batch: &[&Request]) -> StoreResult<Vec<Decision>> {
         let mut conn = self.take().await?;
-        let outcome = round(&mut conn, &self.link, policy, batch).await;
+        let deadline = self.link.deadline;
+        let Ok(outcome) =
+            tokio::time::timeout(deadline, round(&mut conn, &self.link, policy, batch)).await
+        else {
+            // A dead link, perhaps: this connection goes (dropping it closes its socket) and
+            // the next round opens another. The round may have committed.
+            return Err(uncommitted(link::no_answer()));
+        };
         if !matches!(
             outcome,
             Err(StoreError::Unavailable(_) | StoreError::OutcomeUnknown)
@@ -205,8 +212,14 @@ pub(super) async fn hold_alone(
     request: &Request,
 ) -> StoreResult<Hold> {
     let mut conn = link.pool.acquire().await.map_err(classify)?;
+    let batch = [request];
     loop {
-        let mut decisions = round(&mut conn, link, policy, &[request]).await?;
+        let round = round(&mut conn, link, policy, &batch);
+        let Ok(decisions) = tokio::time::timeout(link.deadline, round).await else {
+            conn.close_on_drop();
+            return Err(uncommitted(link::no_answer()));
+        };
+        let mut decisions = decisions?;
         if let Decision::Done(answer) = decisions.remove(0) {
             return answer;
         }

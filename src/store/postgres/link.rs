@@ -21,21 +21,32 @@ pub(super) struct Link {
     pub(super) pool: PgPool,
     /// Behind a transaction pooler: what begins every transaction.
     begin: Option<Arc<str>>,
+    /// How long one round of statements may take here, whatever the database does: a link
+    /// that went dead never answers, so the database's own deadlines cannot fire.
+    pub(super) deadline: Duration,
 }
 
+/// Kept beyond the database's statement timeout for its answer to arrive.
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
 impl Link {
-    pub(super) fn direct(pool: PgPool) -> Self {
-        Self { pool, begin: None }
+    pub(super) fn direct(pool: PgPool, statement_timeout: Duration) -> Self {
+        Self {
+            pool,
+            begin: None,
+            deadline: statement_timeout + ANSWER_MARGIN,
+        }
     }
 
     pub(super) fn pooled(pool: PgPool, statement_timeout: Duration) -> Self {
-        let begin = format!(
-            "begin; set local statement_timeout = {}; set local plan_cache_mode = force_custom_plan",
-            statement_timeout.as_millis()
-        );
+        let mut begin = "begin; set local plan_cache_mode = force_custom_plan".to_owned();
+        for (name, value) in super::timeouts(statement_timeout) {
+            begin.push_str(&format!("; set local {name} = {value}"));
+        }
         Self {
             pool,
             begin: Some(begin.into()),
+            deadline: statement_timeout + ANSWER_MARGIN,
         }
     }
 
@@ -86,7 +97,35 @@ pub(super) enum Session {
     Pooled(Transaction<'static, Postgres>),
 }
 
+/// What a round of statements cut short by the deadline fails with: like a lost connection
+/// (a read may be retried; a change may or may not have taken effect).
+pub(super) fn no_answer() -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "no answer from the database in time",
+    ))
+}
+
 impl Session {
+    /// Runs `work` within the link's deadline. Past it, the connection (which may be waiting
+    /// on a dead link mid-statement) is closed rather than put back in the pool, where its
+    /// check would wait on that link as long as the kernel keeps it.
+    pub(super) async fn within<T>(
+        &mut self,
+        link: &Link,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        match tokio::time::timeout(link.deadline, work(self)).await {
+            Ok(result) => result,
+            Err(_) => {
+                if let Self::Direct(conn) = self {
+                    conn.close_on_drop();
+                }
+                Err(no_answer())
+            }
+        }
+    }
+
     /// Commits the transaction behind a pooler (a read's commit changes nothing, but ends the
     /// transaction, so that the pooler may lend the server connection to someone else).
     pub(super) async fn done(self) -> Result<(), sqlx::Error> {

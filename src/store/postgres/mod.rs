@@ -177,7 +177,7 @@ impl PgStore {
             .map_err(StoreError::Database)?;
         let direct = session_options(direct.application_name("boxoffice"));
         let link = match pool.pooler {
-            Pooler::Direct => Link::direct(lazy_pool(url, pool)?),
+            Pooler::Direct => Link::direct(lazy_pool(url, pool)?, pool.statement_timeout),
             Pooler::Transaction => Link::pooled(lazy_pool(url, pool)?, pool.statement_timeout),
         };
         let store = Self::build(link, direct, policy, queue);
@@ -196,7 +196,9 @@ impl PgStore {
     /// so it must be called inside a Tokio runtime.
     pub fn new(pool: PgPool, policy: HoldPolicy) -> Self {
         let direct = (*pool.connect_options()).clone();
-        Self::build(Link::direct(pool), direct, policy, HoldQueue::default())
+        let statement_timeout = crate::Config::default().pool.statement_timeout;
+        let link = Link::direct(pool, statement_timeout);
+        Self::build(link, direct, policy, HoldQueue::default())
     }
 
     /// `new` for a pool whose connections go through a pooler in transaction mode (and have
@@ -372,16 +374,32 @@ fn lazy_pool(url: &str, settings: &PoolSettings) -> StoreResult<PgPool> {
     let options: PgConnectOptions = url.parse().map_err(StoreError::Database)?;
     let options = options.application_name("boxoffice");
     let options = match settings.pooler {
-        Pooler::Direct => {
-            let statement_timeout = settings.statement_timeout.as_millis().to_string();
-            session_options(options).options([("statement_timeout", statement_timeout.as_str())])
-        }
+        Pooler::Direct => bounded(session_options(options), settings.statement_timeout),
         Pooler::Transaction => options,
     };
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
         .connect_lazy_with(options))
+}
+
+/// The database's own deadlines, in milliseconds, every connection of the store runs with: a
+/// statement (lock waits included), a lock wait, and a transaction left idle (by a client that
+/// hung between two of its statements) all end after `statement_timeout`, and the last also
+/// ends the session, so that no row stays locked by a client gone quiet.
+pub fn timeouts(statement_timeout: Duration) -> [(&'static str, String); 3] {
+    let ms = statement_timeout.as_millis().to_string();
+    [
+        ("statement_timeout", ms.clone()),
+        ("lock_timeout", ms.clone()),
+        ("idle_in_transaction_session_timeout", ms),
+    ]
+}
+
+/// `options` with the database's deadlines (`timeouts`) as start-up options.
+pub fn bounded(options: PgConnectOptions, statement_timeout: Duration) -> PgConnectOptions {
+    let timeouts = timeouts(statement_timeout);
+    options.options(timeouts.iter().map(|(name, value)| (*name, value.as_str())))
 }
 
 /// The settings every connection of the store runs with.
@@ -536,10 +554,15 @@ impl SeatStore for PgStore {
 
     async fn reap_expired(&self, batch: u32) -> StoreResult<u64> {
         let mut session = self.link.session().await.map_err(classify)?;
-        let reaped: i32 = sqlx::query_scalar(statements::REAP_EXPIRED)
-            .persistent(self.link.persistent())
-            .bind(i32::try_from(batch).unwrap_or(i32::MAX))
-            .fetch_one(&mut *session)
+        let persistent = self.link.persistent();
+        let reaped: i32 = session
+            .within(&self.link, async |conn| {
+                sqlx::query_scalar(statements::REAP_EXPIRED)
+                    .persistent(persistent)
+                    .bind(i32::try_from(batch).unwrap_or(i32::MAX))
+                    .fetch_one(conn)
+                    .await
+            })
             .await
             .map_err(classify)?;
         session.done().await.map_err(classify)?;
@@ -561,9 +584,14 @@ impl SeatStore for PgStore {
 
     async fn ping(&self) -> StoreResult<()> {
         let mut session = self.link.session().await.map_err(classify)?;
-        sqlx::query("select 1")
-            .persistent(self.link.persistent())
-            .execute(&mut *session)
+        let persistent = self.link.persistent();
+        session
+            .within(&self.link, async |conn| {
+                sqlx::query("select 1")
+                    .persistent(persistent)
+                    .execute(conn)
+                    .await
+            })
             .await
             .map_err(classify)?;
         session.done().await.map_err(classify)?;
@@ -580,8 +608,8 @@ pub(crate) fn classify(error: sqlx::Error) -> StoreError {
         sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Some(Unreachable),
         sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => Some(Unreachable),
         sqlx::Error::Database(db) => db.code().and_then(|code| match (&code[..2], &*code) {
-            // lock timeout, statement timeout (a cancel)
-            (_, "55P03" | "57014") => Some(TimedOut),
+            // lock timeout, statement timeout (a cancel), a transaction left idle too long
+            (_, "55P03" | "57014" | "25P03") => Some(TimedOut),
             // serialization failure, deadlock
             (_, "40001" | "40P01") => Some(Conflict),
             // out of resources
