@@ -6,8 +6,10 @@
 
 #![allow(dead_code)] // each test crate uses its own part of this module
 
+pub mod history;
 pub mod pgbouncer;
 pub mod process;
+pub mod proxy;
 pub mod server;
 pub mod sse;
 

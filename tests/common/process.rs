@@ -26,7 +26,20 @@ impl ServerProcess {
         database_url: Option<&str>,
         env: &[(&str, &str)],
     ) -> Result<Self, Vec<String>> {
-        let port = super::free_port();
+        Self::try_start_on(super::free_port(), database_url, env)
+    }
+
+    /// `start` on `port`, say that of a server that was killed.
+    pub fn start_on(port: u16, database_url: Option<&str>, env: &[(&str, &str)]) -> Self {
+        Self::try_start_on(port, database_url, env)
+            .unwrap_or_else(|log| panic!("the server did not start; its log: {log:#?}"))
+    }
+
+    fn try_start_on(
+        port: u16,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Result<Self, Vec<String>> {
         let mut command = super::server_binary();
         command
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
@@ -74,6 +87,22 @@ impl ServerProcess {
             }
         }
         Err(seen)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.base.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Its resident memory, in KiB (`VmRSS`).
+    pub fn resident_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
     }
 
     pub fn url(&self, path: &str) -> String {

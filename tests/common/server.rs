@@ -235,76 +235,129 @@ extern "C" fn remove_container() {
 /// Starts a private PostgreSQL cluster for this test process and returns its URL and
 /// directory. It is stopped and its directory removed when the process exits.
 fn throwaway_cluster() -> (String, PathBuf) {
-    let bin = postgres_bin_dir().unwrap_or_else(|places| {
-        panic!(
-            "Tests need PostgreSQL, and none was found: DATABASE_URL is not set, no Docker \
-             engine could start a container of {image}, and there are no PostgreSQL server \
-             binaries (initdb, pg_ctl) in {places}. Provide one of them:\n\
-             - set DATABASE_URL to a server where this user may create databases \
-               (e.g. postgres://postgres@127.0.0.1:5432/postgres);\n\
-             - start a Docker engine (with no registry, {IMAGE_SCRIPT} builds an image; then \
-               set TEST_POSTGRES_IMAGE=postgres:15);\n\
-             - install PostgreSQL's server binaries (Debian: apt-get install postgresql).",
-            image = image(),
-        )
-    });
-    let dir = tempfile::Builder::new()
-        .prefix("boxoffice-pg-")
-        .tempdir()
-        .expect("temp dir")
-        .keep();
-    let data = dir.join("data");
-    let port = super::free_port();
-    let as_root = unsafe { libc::geteuid() } == 0;
-    if as_root {
-        // initdb refuses to run as root: the cluster belongs to the postgres user.
-        run(Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&dir));
-    }
-    let pg = |tool: &str| pg_command(&bin, tool, as_root);
-    run(pg("initdb")
-        .args([
-            "--auth=trust",
-            "--username=postgres",
-            "--encoding=UTF8",
-            "-D",
-        ])
-        .arg(&data));
-    let mut options = format!(
-        "-p {port} -c listen_addresses=127.0.0.1 -k {}",
-        dir.display()
-    );
-    for setting in SETTINGS {
-        options.push_str(" -c ");
-        options.push_str(setting);
-    }
-    run(pg("pg_ctl")
-        .args(["-w", "-D"])
-        .arg(&data)
-        .args(["-o", &options, "-l"])
-        .arg(dir.join("log"))
-        .arg("start"));
-    STOP_CLUSTER.set((bin, dir.clone(), as_root)).ok();
+    let cluster = Cluster::start(SETTINGS);
+    let url = cluster.url();
+    let dir = cluster.dir.clone();
+    STOP_CLUSTER.set(cluster).ok();
     unsafe { libc::atexit(stop_cluster) };
-    (
-        format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        dir,
-    )
+    (url, dir)
 }
 
-static STOP_CLUSTER: OnceLock<(PathBuf, PathBuf, bool)> = OnceLock::new();
+static STOP_CLUSTER: OnceLock<Cluster> = OnceLock::new();
 
 extern "C" fn stop_cluster() {
-    if let Some((bin, dir, as_root)) = STOP_CLUSTER.get() {
-        let stopped = pg_command(bin, "pg_ctl", *as_root)
+    if let Some(cluster) = STOP_CLUSTER.get() {
+        cluster.stop();
+    }
+}
+
+/// A PostgreSQL cluster of its own on a free port of 127.0.0.1, owned by the postgres user,
+/// with trust authentication; stopped (immediately) and removed when dropped.
+pub struct Cluster {
+    bin: PathBuf,
+    pub dir: PathBuf,
+    pub port: u16,
+    as_root: bool,
+}
+
+impl Cluster {
+    /// initdb and start, with `settings` (`name=value`) besides the defaults.
+    pub fn start(settings: &[&str]) -> Self {
+        let bin = postgres_bin_dir().unwrap_or_else(|places| {
+            panic!(
+                "Tests need PostgreSQL, and none was found: DATABASE_URL is not set, no Docker \
+                 engine could start a container of {image}, and there are no PostgreSQL server \
+                 binaries (initdb, pg_ctl) in {places}. Provide one of them:\n\
+                 - set DATABASE_URL to a server where this user may create databases \
+                   (e.g. postgres://postgres@127.0.0.1:5432/postgres);\n\
+                 - start a Docker engine (with no registry, {IMAGE_SCRIPT} builds an image; then \
+                   set TEST_POSTGRES_IMAGE=postgres:15);\n\
+                 - install PostgreSQL's server binaries (Debian: apt-get install postgresql).",
+                image = image(),
+            )
+        });
+        let dir = tempfile::Builder::new()
+            .prefix("boxoffice-pg-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        let as_root = unsafe { libc::geteuid() } == 0;
+        if as_root {
+            // initdb refuses to run as root: the cluster belongs to the postgres user.
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir));
+        }
+        let cluster = Self {
+            bin,
+            port: super::free_port(),
+            dir,
+            as_root,
+        };
+        run(cluster
+            .pg("initdb")
+            .args([
+                "--auth=trust",
+                "--username=postgres",
+                "--encoding=UTF8",
+                "-D",
+            ])
+            .arg(cluster.dir.join("data")));
+        let mut options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {}",
+            cluster.port,
+            cluster.dir.display()
+        );
+        for setting in settings {
+            options.push_str(" -c ");
+            options.push_str(setting);
+        }
+        std::fs::write(cluster.dir.join("options"), &options).expect("write options");
+        cluster.pg_ctl(&["-w", "-o", &options, "-l"], "start");
+        cluster
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// `pg_ctl restart -m immediate`: every session is cut off at once, as in a crash, and
+    /// the cluster recovers from its write-ahead log before it accepts connections again.
+    pub fn restart_immediately(&self) {
+        let options = std::fs::read_to_string(self.dir.join("options")).expect("options");
+        self.pg_ctl(&["-w", "-m", "immediate", "-o", &options, "-l"], "restart");
+    }
+
+    fn pg_ctl(&self, args: &[&str], action: &str) {
+        let mut command = self.pg("pg_ctl");
+        command.arg("-D").arg(self.dir.join("data")).args(args);
+        if args.last() == Some(&"-l") {
+            command.arg(self.dir.join("log"));
+        }
+        run(command.arg(action));
+    }
+
+    fn pg(&self, tool: &str) -> Command {
+        pg_command(&self.bin, tool, self.as_root)
+    }
+
+    fn stop(&self) {
+        let stopped = self
+            .pg("pg_ctl")
             .args(["-m", "immediate", "-D"])
-            .arg(dir.join("data"))
+            .arg(self.dir.join("data"))
             .arg("stop")
             .output();
         if stopped.is_ok_and(|output| output.status.success()) {
-            let _ = std::fs::remove_dir_all(dir);
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
