@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::http::connections::{ConnectionLimits, MIN_HEADER_BYTES};
+use crate::http::limits::RateLimits;
 use crate::store::HoldPolicy;
 use crate::store::postgres::{HoldQueue, PoolSettings, Pooler};
 
@@ -46,6 +47,8 @@ pub struct Config {
     /// What one HTTP client may cost: `HEADER_READ_TIMEOUT_SECS`, `MAX_HEADER_BYTES`,
     /// `MAX_CONNECTIONS`.
     pub connections: ConnectionLimits,
+    /// What one client may take per minute (`limits`).
+    pub rate_limits: RateLimits,
 }
 
 /// A setting that must not appear in logs: its `Debug` hides it.
@@ -123,6 +126,12 @@ impl Default for Config {
                 max_header_bytes: 16 * 1024,
                 max_connections: 4096,
             },
+            rate_limits: RateLimits {
+                seats_per_user: 120,
+                seats_per_ip: 6000,
+                identities_per_ip: 600,
+                trusted_proxies: Vec::new(),
+            },
         }
     }
 }
@@ -189,6 +198,20 @@ impl Config {
                 )?,
                 max_header_bytes: parse(&get, "MAX_HEADER_BYTES", d.connections.max_header_bytes)?,
                 max_connections: positive(&get, "MAX_CONNECTIONS", d.connections.max_connections)?,
+            },
+            rate_limits: RateLimits {
+                seats_per_user: parse(&get, "HOLD_SEATS_PER_MINUTE", d.rate_limits.seats_per_user)?,
+                seats_per_ip: parse(
+                    &get,
+                    "HOLD_SEATS_PER_MINUTE_PER_IP",
+                    d.rate_limits.seats_per_ip,
+                )?,
+                identities_per_ip: parse(
+                    &get,
+                    "IDENTITIES_PER_MINUTE_PER_IP",
+                    d.rate_limits.identities_per_ip,
+                )?,
+                trusted_proxies: addresses(&get, "TRUSTED_PROXIES")?,
             },
         };
         if config.connections.max_header_bytes < MIN_HEADER_BYTES {
@@ -292,7 +315,25 @@ where
     }
 }
 
-/// Seconds, fractions allowed (`0.5`), greater than zero.
+/// A comma-separated list of IP addresses.
+fn addresses(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+) -> Result<Vec<std::net::IpAddr>, ConfigError> {
+    let Some(value) = get(name) else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(|ip| ip.trim().parse())
+        .collect::<Result<_, _>>()
+        .map_err(|e: std::net::AddrParseError| ConfigError {
+            name,
+            reason: format!("{e}: a comma-separated list of IP addresses"),
+            value: value.clone(),
+        })
+}
+
 fn secret(
     get: &impl Fn(&'static str) -> Option<String>,
     name: &'static str,
@@ -362,6 +403,17 @@ mod tests {
         );
         assert_eq!(config.connections.max_header_bytes, 16 * 1024);
         assert_eq!(config.connections.max_connections, 4096);
+        assert_eq!(config.rate_limits.seats_per_user, 120);
+        assert_eq!(config.rate_limits.seats_per_ip, 6000);
+        assert_eq!(config.rate_limits.identities_per_ip, 600);
+        assert!(config.rate_limits.trusted_proxies.is_empty());
+        let behind = from(&[
+            ("TRUSTED_PROXIES", "10.0.0.1, ::1"),
+            ("HOLD_SEATS_PER_MINUTE", "0"),
+        ]);
+        let behind = behind.unwrap();
+        assert_eq!(behind.rate_limits.trusted_proxies.len(), 2);
+        assert_eq!(behind.rate_limits.seats_per_user, 0, "zero turns it off");
     }
 
     #[test]
@@ -430,6 +482,8 @@ mod tests {
             ("MAX_HEADER_BYTES", "1024"),
             ("MAX_CONNECTIONS", "0"),
             ("BODY_READ_TIMEOUT_SECS", "10"),
+            ("TRUSTED_PROXIES", "10.0.0.1, proxy"),
+            ("HOLD_SEATS_PER_MINUTE", "-1"),
             ("HEADER_READ_TIMEOUT_SECS", "0"),
         ] {
             let err = from(&[(name, value)]).unwrap_err().to_string();

@@ -12,6 +12,7 @@ use tokio::sync::OnceCell;
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
+use super::limits::ClientIp;
 use super::sessions::rfc3339;
 use super::{AppError, AppState, Json};
 use crate::config::Secret;
@@ -118,11 +119,14 @@ pub struct IdentityBody {
     description = "Keep the token: it is the only way to act as this user. No `Idempotency-Key`: there is nobody to repeat it for yet.",
     responses(
         (status = 201, body = IdentityBody),
+        (status = 429, description = "`rate_limited`: this address made too many identities this minute (with `Retry-After`)", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
 pub async fn create_identity<S: SeatStore>(
     State(app): State<AppState<S>>,
+    client: ClientIp,
 ) -> Result<(StatusCode, axum::Json<IdentityBody>), AppError> {
+    app.limiter.identity(client)?;
     let (user_id, token) = app.api.signing.get(&app.store).await?.issue();
     Ok((
         StatusCode::CREATED,
@@ -357,18 +361,24 @@ pub struct SessionsBody {
         (status = 409, description = "`seat_taken` (with `seats` and `suggestion`), `not_enough_seats` (with `free`), `idempotency_key_in_flight` (with `Retry-After`)", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_body`, `invalid_seat_id`, `duplicate_seat`, `too_many_seats`, `idempotency_key_reused`", body = ErrorBody),
-        (status = 429, description = "`hold_limit`", body = ErrorBody),
+        (status = 429, description = "`hold_limit`; `rate_limited` (with `Retry-After`)", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
 pub async fn hold<S: SeatStore>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
+    client: ClientIp,
     IdempotencyKey(key): IdempotencyKey,
     Path(movie_id): Path<String>,
     Json(body): Json<HoldRequest>,
 ) -> Result<Response, AppError> {
     let movie = app.store.movie(&movie_id).await?;
     let want = body.parse(&movie, app.api.max_seats_per_hold)?;
+    let seats = match &want {
+        Want::Seats(seats) => seats.len(),
+        Want::Best(quantity) => *quantity,
+    };
+    app.limiter.hold(user.as_str(), client, seats)?;
     // The request as parsed, for a retry with the same key to match.
     let fingerprint = match &want {
         Want::Seats(seats) => {

@@ -81,6 +81,10 @@ pub enum AppError {
     HoldLimit {
         limit: u32,
     },
+    /// Past a client's rate limit (`limits`); nothing was done.
+    RateLimited {
+        retry_after: u64,
+    },
     Unavailable,
     /// Too many requests are waiting; nothing was done.
     Overloaded,
@@ -221,6 +225,11 @@ impl AppError {
                 "hold_limit",
                 format!("you can hold at most {limit} seats at once"),
             ),
+            RateLimited { retry_after } => (
+                S::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many holds or sign-ups from you: try again in {retry_after} s"),
+            ),
             Unavailable => (
                 S::SERVICE_UNAVAILABLE,
                 "service_unavailable",
@@ -327,6 +336,11 @@ impl IntoResponse for AppError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(realm));
+        }
+        if let AppError::RateLimited { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE || matches!(self, AppError::KeyInFlight) {
             response.headers_mut().insert(

@@ -29,6 +29,7 @@ pub mod connections;
 pub mod error;
 mod events;
 mod health;
+pub mod limits;
 mod movies;
 mod openapi;
 mod reports;
@@ -49,6 +50,7 @@ pub struct AppState<S> {
     pub reports_token: Option<Arc<str>>,
     pub api: Arc<api::Api>,
     pub openapi: openapi::Document,
+    pub limiter: Arc<limits::Limiter>,
 }
 
 /// A JSON request body whose rejections answer as `AppError`s.
@@ -113,6 +115,7 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
             streams: Arc::new(Streams::new(config.max_event_streams, stop_streams)),
             reports_token: config.reports_token.as_deref().map(Arc::from),
             openapi: openapi::Document(document.into()),
+            limiter: Arc::new(limits::Limiter::new(&config.rate_limits)),
             api: Arc::new(api::Api {
                 signing: api::Signing::new(
                     config.identity_secret.clone(),

@@ -6,6 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 
 use super::error::ErrorBody;
+use super::limits::ClientIp;
 use super::{AppError, AppState, Json, UserBody};
 use crate::domain::{Hold, SeatId, SessionId, UserId};
 use crate::store::{SeatStore, StoreError, StoreResult};
@@ -48,17 +49,19 @@ pub(super) fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Resul
         (status = 409, description = "`seat_taken`, with `seats`", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_user_id`, `invalid_seat_id`, `invalid_body`", body = ErrorBody),
-        (status = 429, description = "`hold_limit`", body = ErrorBody),
+        (status = 429, description = "`hold_limit`; `rate_limited` (with `Retry-After`)", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
 pub async fn hold<S: SeatStore>(
     State(app): State<AppState<S>>,
+    client: ClientIp,
     Path((movie_id, seat_id)): Path<(String, String)>,
     Json(body): Json<UserBody>,
 ) -> Result<(StatusCode, axum::Json<HoldBody>), AppError> {
     let user = UserId::parse(body.user_id)?;
     let movie = app.store.movie(&movie_id).await?;
     let seat = movie.seat(&seat_id)?;
+    app.limiter.hold(user.as_str(), client, 1)?;
     let hold = app.store.hold(&movie, vec![seat], &user).await;
     metrics::counter!(crate::telemetry::HOLDS, "outcome" => outcome(&hold)).increment(1);
     let hold = hold?;

@@ -1,0 +1,215 @@
+//! Rate limits against one client taking a whole room: by cycling hold and release, or by
+//! minting identities; the client's address taken from `X-Forwarded-For` only behind a
+//! trusted proxy.
+
+mod common;
+
+use boxoffice::http::limits::RateLimits;
+use boxoffice::store::MemoryStore;
+use common::{LONG_TTL, TestApp, policy, test_config};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// `inception` has 40 seats. An address may ask for 30 a minute and make 3 identities.
+async fn limited_app(trusted_proxy: bool) -> TestApp {
+    let mut config = test_config();
+    config.rate_limits = RateLimits {
+        seats_per_user: 0,
+        seats_per_ip: 30,
+        identities_per_ip: 3,
+        trusted_proxies: if trusted_proxy {
+            vec!["127.0.0.1".parse().unwrap()]
+        } else {
+            Vec::new()
+        },
+    };
+    TestApp::spawn(MemoryStore::new(policy(LONG_TTL, 8)), config).await
+}
+
+struct Client<'a> {
+    app: &'a TestApp,
+    forwarded_for: &'a str,
+}
+
+impl Client<'_> {
+    async fn identity(&self) -> reqwest::Response {
+        self.app
+            .client
+            .post(self.app.url("/api/v1/identities"))
+            .header("x-forwarded-for", self.forwarded_for)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn token(&self) -> String {
+        let response = self.identity().await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn hold(&self, token: &str, quantity: usize) -> reqwest::Response {
+        self.app
+            .client
+            .post(self.app.url("/api/v1/movies/inception/holds"))
+            .header("x-forwarded-for", self.forwarded_for)
+            .bearer_auth(token)
+            .json(&json!({ "quantity": quantity }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn release(&self, token: &str, hold: &Value) {
+        let session = hold["session_id"].as_str().unwrap();
+        let response = self
+            .app
+            .client
+            .delete(self.app.url(&format!("/api/v1/sessions/{session}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+}
+
+async fn assert_rate_limited(response: reqwest::Response) {
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "rate_limited", "{body}");
+}
+
+async fn held_seats(app: &TestApp) -> usize {
+    let body: Value = app
+        .client
+        .get(app.url("/movies/inception/seats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body.as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn cycling_hold_and_release_or_minting_identities_cannot_take_the_whole_room() {
+    let app = limited_app(true).await;
+    let attacker = Client {
+        app: &app,
+        forwarded_for: "203.0.113.5",
+    };
+    // Cycling: releasing gives nothing back.
+    let token = attacker.token().await;
+    let mut cycles = 0;
+    loop {
+        let response = attacker.hold(&token, 8).await;
+        if response.status() != StatusCode::CREATED {
+            assert_rate_limited(response).await;
+            break;
+        }
+        let hold: Value = response.json().await.unwrap();
+        attacker.release(&token, &hold).await;
+        cycles += 1;
+        assert!(cycles <= 3, "30 seats a minute is 3 holds of 8");
+    }
+    assert_eq!(cycles, 3);
+    // Minting: more identities share the address's allowance, and few are made.
+    let mut tokens = vec![token];
+    loop {
+        let response = attacker.identity().await;
+        if response.status() != StatusCode::CREATED {
+            assert_rate_limited(response).await;
+            break;
+        }
+        let body: Value = response.json().await.unwrap();
+        tokens.push(body["token"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(tokens.len(), 3, "3 identities a minute");
+    for token in &tokens {
+        for quantity in [8, 1] {
+            let response = attacker.hold(token, quantity).await;
+            if response.status() != StatusCode::CREATED {
+                assert_rate_limited(response).await;
+            }
+        }
+    }
+    let taken = held_seats(&app).await;
+    assert!(taken <= 6, "the attacker holds {taken} of 40 seats");
+
+    // Someone else, behind the same proxy, is not held back.
+    let other = Client {
+        app: &app,
+        forwarded_for: "198.51.100.7",
+    };
+    let token = other.token().await;
+    assert_eq!(other.hold(&token, 8).await.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
+    let app = limited_app(false).await;
+    // Each request claims another address; all come from 127.0.0.1, which is what counts.
+    let mut made = 0;
+    for n in 1..=5 {
+        let claimed = format!("203.0.113.{n}");
+        let client = Client {
+            app: &app,
+            forwarded_for: &claimed,
+        };
+        let response = client.identity().await;
+        if response.status() == StatusCode::CREATED {
+            made += 1;
+        } else {
+            assert_rate_limited(response).await;
+        }
+    }
+    assert_eq!(made, 3);
+}
+
+#[tokio::test]
+async fn one_identity_is_limited_on_its_own_whatever_its_address() {
+    let mut config = test_config();
+    config.rate_limits = RateLimits {
+        seats_per_user: 4,
+        seats_per_ip: 0,
+        identities_per_ip: 0,
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+    };
+    let app = TestApp::spawn(MemoryStore::new(policy(LONG_TTL, 8)), config).await;
+    let first = Client {
+        app: &app,
+        forwarded_for: "203.0.113.1",
+    };
+    let token = first.token().await;
+    assert_eq!(first.hold(&token, 3).await.status(), StatusCode::CREATED);
+    let elsewhere = Client {
+        app: &app,
+        forwarded_for: "198.51.100.1",
+    };
+    assert_rate_limited(elsewhere.hold(&token, 2).await).await;
+    // The seed route counts its user_id the same way.
+    let expected = [StatusCode::CREATED; 4]
+        .into_iter()
+        .chain([StatusCode::TOO_MANY_REQUESTS]);
+    for (n, expected) in (1..).zip(expected) {
+        // Row A: the best available seats are mid-room.
+        let seat = format!("A{n}");
+        let response = app
+            .client
+            .post(app.url(&format!("/movies/inception/seats/{seat}/hold")))
+            .json(&json!({ "user_id": "walk-in" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected, "{seat}");
+    }
+}
