@@ -6,7 +6,7 @@ mod common;
 
 use boxoffice::config::Secret;
 use boxoffice::store::{MemoryStore, SeatStore};
-use common::{LONG_TTL, TestApp, TestDb, policy, test_config};
+use common::{LONG_TTL, SHORT_TTL, TestApp, TestDb, policy, test_config};
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -376,6 +376,90 @@ async fn session_routes_answer_only_their_owner() {
     .await
     .unwrap();
     assert_eq!(after, before, "nothing changed");
+}
+
+#[tokio::test]
+async fn an_expired_session_is_refused_to_its_owner_and_unknown_to_anyone_else() {
+    let db = TestDb::new().await;
+    let mut config = test_config();
+    config.hold = policy(SHORT_TTL, 8);
+    let app = TestApp::spawn(db.store(config.hold, 8).await, config).await;
+    let (_, owner) = identity(&app).await;
+    let (_, stranger) = identity(&app).await;
+    let hold = held(&app, &owner, json!({ "seat_ids": ["B1", "B2"] })).await;
+    let id = hold["session_id"].as_str().unwrap().to_owned();
+    let seed = call(
+        &app,
+        Method::POST,
+        "/movies/inception/seats/C1/hold",
+        None,
+        Some(json!({ "user_id": "walk-in" })),
+    )
+    .await;
+    assert_eq!(seed.status(), StatusCode::CREATED);
+    let seed: Value = seed.json().await.unwrap();
+    let seed_id = seed["session_id"].as_str().unwrap().to_owned();
+    common::wait_until_lapsed(
+        hold["server_time"].as_str().unwrap().parse().unwrap(),
+        seed["expires_at"].as_str().unwrap().parse().unwrap(),
+    )
+    .await;
+
+    let session = format!("/api/v1/sessions/{id}");
+    for (method, path, owner_answer) in [
+        (Method::POST, format!("{session}/extend"), "hold_expired"),
+        (Method::POST, format!("{session}/confirm"), "hold_expired"),
+        (Method::DELETE, session.clone(), "hold_expired"),
+    ] {
+        let theirs = call(&app, method.clone(), &path, Some(&stranger), None).await;
+        assert_error(theirs, StatusCode::NOT_FOUND, "session_not_found").await;
+        let mine = call(&app, method, &path, Some(&owner), None).await;
+        assert_error(mine, StatusCode::GONE, owner_answer).await;
+    }
+    let theirs = call(&app, Method::GET, &session, Some(&stranger), None).await;
+    assert_error(theirs, StatusCode::NOT_FOUND, "session_not_found").await;
+    let mine: Value = call(&app, Method::GET, &session, Some(&owner), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["status"], "expired", "{mine}");
+    for user in ["mallory", "walk-in"] {
+        let body = Some(json!({ "user_id": user }));
+        let confirm = call(
+            &app,
+            Method::PUT,
+            &format!("/sessions/{seed_id}/confirm"),
+            None,
+            body.clone(),
+        )
+        .await;
+        let release = call(
+            &app,
+            Method::DELETE,
+            &format!("/sessions/{seed_id}"),
+            None,
+            body,
+        )
+        .await;
+        let (status, code) = if user == "walk-in" {
+            (StatusCode::GONE, "hold_expired")
+        } else {
+            (StatusCode::NOT_FOUND, "session_not_found")
+        };
+        assert_error(confirm, status, code).await;
+        assert_error(release, status, code).await;
+    }
+    // Nothing was booked or held by any of it.
+    let pool = db.pool(1).await;
+    let (booked, live): (i64, i64) = sqlx::query_as(
+        "select count(*) filter (where status = 'confirmed'),
+                count(*) filter (where expires_at > now()) from seat_holds",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((booked, live), (0, 0));
 }
 
 #[tokio::test]
