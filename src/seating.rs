@@ -97,7 +97,9 @@ impl Room {
         }
         let block = (0..self.rows)
             .flat_map(|row| {
-                (0..=self.seats_per_row.saturating_sub(quantity)).map(move |start| (row, start))
+                // Where a block may start: nowhere when the group is wider than a row.
+                let starts = (self.seats_per_row + 1).saturating_sub(quantity);
+                (0..starts).map(move |start| (row, start))
             })
             .filter(|&(row, start)| (start..start + quantity).all(|n| self.is_free(row, n)))
             .min_by(|&a, &b| {
@@ -182,6 +184,42 @@ mod tests {
 
     fn ids(list: &[&str]) -> Vec<SeatId> {
         list.iter().map(|s| SeatId::parse(s).unwrap()).collect()
+    }
+
+    /// Found by schemathesis: `{"quantity": 7}` in a room 6 seats wide panicked.
+    #[test]
+    fn a_group_wider_than_a_row_is_split_nearest_the_middle() {
+        let room = Room::new(&movie(4, 6), &[]);
+        let seats = room.best(7).unwrap();
+        assert_eq!(seats.len(), 7);
+        assert_eq!(room.best(25), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn best_gives_that_many_distinct_free_seats_or_none(
+            rows in 1i32..6,
+            seats_per_row in 1i32..10,
+            quantity in 0usize..12,
+            taken in proptest::collection::vec((0i32..6, 1i32..10), 0..20),
+        ) {
+            let taken: Vec<SeatId> = taken
+                .into_iter()
+                .filter(|&(r, n)| r < rows && n <= seats_per_row)
+                .map(|(r, n)| SeatId::at(r, n))
+                .collect();
+            let room = Room::new(&movie(rows, seats_per_row), &taken);
+            match room.best(quantity) {
+                None => proptest::prop_assert!(quantity == 0 || room.free() < quantity),
+                Some(seats) => {
+                    proptest::prop_assert_eq!(seats.len(), quantity);
+                    let mut distinct = seats.clone();
+                    distinct.dedup();
+                    proptest::prop_assert_eq!(distinct.len(), quantity);
+                    proptest::prop_assert!(seats.iter().all(|s| !taken.contains(s)));
+                }
+            }
+        }
     }
 
     #[test]

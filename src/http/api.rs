@@ -184,8 +184,9 @@ fn optional_rfc3339<S: serde::Serializer>(
 
 #[utoipa::path(get, path = "/movies/{movie_id}/seats", tag = "v1", security(("bearer" = [])),
     summary = "Every seat of a movie: free, held or booked, and whether it is yours",
-    params(("movie_id" = String, Path, description = "The movie's slug, such as `inception`")),
+    params(("movie_id" = String, Path, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", description = "The movie's slug, such as `inception`")),
     responses(
+        (status = 400, description = "`invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 200, body = SeatMapBody),
         (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
         (status = 404, description = "`movie_not_found`", body = ErrorBody),
@@ -232,8 +233,9 @@ pub async fn seat_map<S: SeatStore>(
 #[utoipa::path(get, path = "/movies/{movie_id}/events", tag = "v1",
     summary = "The seat map, live, as server-sent events (as `/movies/{movie_id}/events`)",
     description = "Public, as a browser's `EventSource` sends no credentials: it names no user. Events as on the seed route.",
-    params(("movie_id" = String, Path, description = "The movie's slug, such as `inception`")),
+    params(("movie_id" = String, Path, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", description = "The movie's slug, such as `inception`")),
     responses(
+        (status = 400, description = "`invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 200, content_type = "text/event-stream", body = String),
         (status = 404, description = "`movie_not_found`", body = ErrorBody),
         (status = 503, description = "`too_many_streams` (poll the seat map instead), `service_unavailable`, `timeout`. With `Retry-After`.", body = ErrorBody),
@@ -249,13 +251,38 @@ pub async fn events<S: SeatStore>(
 /// `{"seat_ids": [...]}` or `{"quantity": n}`, not both.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(max_properties = 1)] // and min_properties 1: `openapi::finish`
 pub struct HoldRequest {
-    /// These seats, all or none (1 to MAX_SEATS_PER_HOLD of them).
-    #[schema(value_type = Option<Vec<SeatId>>)]
+    /// These seats, all or none (1 to MAX_SEATS_PER_HOLD of them, 8 unless set otherwise).
+    #[schema(value_type = Vec<SeatId>, required = false, min_items = 1, max_items = 8)]
+    #[serde(default, deserialize_with = "present")]
     seat_ids: Option<Vec<String>>,
     /// The best available seats for a group of this many (1 to MAX_SEATS_PER_HOLD).
-    #[schema(minimum = 1)]
+    #[schema(value_type = u32, required = false, minimum = 1, maximum = 8)]
+    #[serde(default, deserialize_with = "count")]
     quantity: Option<usize>,
+}
+
+/// A field that, when sent, is not `null`: absent is `None`, `null` is refused.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+/// A count, as JSON Schema's `integer` has it: `8` or `8.0`, not `8.5`.
+fn count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<usize>, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(f))
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|n| usize::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("{number} is not a count of seats")))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -351,11 +378,11 @@ pub struct SessionsBody {
 #[utoipa::path(post, path = "/movies/{movie_id}/holds", tag = "v1", security(("bearer" = [])),
     summary = "Hold seats for a group: named ones, all or none, or the best available",
     description = "`seat_ids` holds exactly those seats or none of them; a 409 lists the taken ones and suggests a block of the same size nearby (`suggestion`, or null), which is not held. `quantity` picks the best available seats (README, \"Best available\").",
-    params(("movie_id" = String, Path, description = "The movie's slug, such as `inception`"), ("Idempotency-Key" = Option<String>, Header, description = "Up to 255 visible ASCII characters; a retry with the same key within 24 hours gets the first response again (with `Idempotency-Replayed: true`)")),
+    params(("movie_id" = String, Path, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", description = "The movie's slug, such as `inception`"), ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Up to 255 visible ASCII characters; a retry with the same key within 24 hours gets the first response again (with `Idempotency-Replayed: true`)")),
     request_body = HoldRequest,
     responses(
         (status = 201, body = ApiHoldBody),
-        (status = 400, description = "`malformed_json`, `invalid_idempotency_key`", body = ErrorBody),
+        (status = 400, description = "`malformed_json`, `invalid_idempotency_key`; `invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
         (status = 404, description = "`movie_not_found`, `seat_not_found`", body = ErrorBody),
         (status = 409, description = "`seat_taken` (with `seats` and `suggestion`), `not_enough_seats` (with `free`), `idempotency_key_in_flight` (with `Retry-After`)", body = ErrorBody),
@@ -463,8 +490,9 @@ async fn counter_offer<S: SeatStore>(
 
 #[utoipa::path(get, path = "/sessions/{session_id}", tag = "v1", security(("bearer" = [])),
     summary = "One of your sessions: its seats, status and deadline",
-    params(("session_id" = String, Path, description = "The hold session's id (a UUID)")),
+    params(("session_id" = uuid::Uuid, Path, description = "The hold session's id (a UUID)")),
     responses(
+        (status = 400, description = "`invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 200, body = SessionBody),
         (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
         (status = 404, description = "`session_not_found` (unknown, malformed, or someone else's)", body = ErrorBody),
@@ -507,10 +535,10 @@ pub async fn my_sessions<S: SeatStore>(
 #[utoipa::path(post, path = "/sessions/{session_id}/extend", tag = "v1", security(("bearer" = [])),
     summary = "Push a live hold's deadline to now + the hold time",
     description = "At most MAX_HOLD_EXTENSIONS times, and never past MAX_HOLD_LIFETIME_SECS after the hold began.",
-    params(("session_id" = String, Path, description = "The hold session's id (a UUID)"), ("Idempotency-Key" = Option<String>, Header, description = "Up to 255 visible ASCII characters; a retry with the same key within 24 hours gets the first response again (with `Idempotency-Replayed: true`)")),
+    params(("session_id" = uuid::Uuid, Path, description = "The hold session's id (a UUID)"), ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Up to 255 visible ASCII characters; a retry with the same key within 24 hours gets the first response again (with `Idempotency-Replayed: true`)")),
     responses(
         (status = 200, body = SessionBody),
-        (status = 400, description = "`invalid_idempotency_key`", body = ErrorBody),
+        (status = 400, description = "`invalid_idempotency_key`; `invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
         (status = 404, description = "`session_not_found`", body = ErrorBody),
         (status = 409, description = "`extension_limit`, `already_confirmed`, `idempotency_key_in_flight`", body = ErrorBody),
@@ -531,10 +559,10 @@ pub async fn extend<S: SeatStore>(
 
 #[utoipa::path(post, path = "/sessions/{session_id}/confirm", tag = "v1", security(("bearer" = [])),
     summary = "Book every seat of a session for good; answers the booking reference",
-    params(("session_id" = String, Path, description = "The hold session's id (a UUID)"), ("Idempotency-Key" = Option<String>, Header, description = "Up to 255 visible ASCII characters; a retry with the same key within 24 hours gets the first response again (with `Idempotency-Replayed: true`)")),
+    params(("session_id" = uuid::Uuid, Path, description = "The hold session's id (a UUID)"), ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Up to 255 visible ASCII characters; a retry with the same key within 24 hours gets the first response again (with `Idempotency-Replayed: true`)")),
     responses(
         (status = 200, body = ApiBookingBody),
-        (status = 400, description = "`invalid_idempotency_key`", body = ErrorBody),
+        (status = 400, description = "`invalid_idempotency_key`; `invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
         (status = 404, description = "`session_not_found`", body = ErrorBody),
         (status = 409, description = "`idempotency_key_in_flight`", body = ErrorBody),
@@ -555,8 +583,9 @@ pub async fn confirm<S: SeatStore>(
 
 #[utoipa::path(delete, path = "/sessions/{session_id}", tag = "v1", security(("bearer" = [])),
     summary = "Give every seat of a session back",
-    params(("session_id" = String, Path, description = "The hold session's id (a UUID)")),
+    params(("session_id" = uuid::Uuid, Path, description = "The hold session's id (a UUID)")),
     responses(
+        (status = 400, description = "`invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 204, description = "Released (again: releasing twice is harmless)"),
         (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
         (status = 404, description = "`session_not_found`", body = ErrorBody),
@@ -655,6 +684,27 @@ fn answer(outcome: StoreResult<Keyed>) -> Result<Response, AppError> {
 mod tests {
     use super::*;
     use crate::store::Unavailable;
+
+    fn body(json: &str) -> Result<(Option<Vec<String>>, Option<usize>), serde_json::Error> {
+        serde_json::from_str::<HoldRequest>(json).map(|r| (r.seat_ids, r.quantity))
+    }
+
+    /// Found by schemathesis: `8.0` is an integer to JSON Schema, and `null` is not a list.
+    #[test]
+    fn a_hold_body_takes_whole_counts_and_no_nulls() {
+        assert_eq!(body(r#"{"quantity": 8.0}"#).unwrap(), (None, Some(8)));
+        assert_eq!(body(r#"{"quantity": 2}"#).unwrap(), (None, Some(2)));
+        assert_eq!(body("{}").unwrap(), (None, None));
+        for refused in [
+            r#"{"quantity": 8.5}"#,
+            r#"{"quantity": -1}"#,
+            r#"{"quantity": 1e300}"#,
+            r#"{"quantity": null}"#,
+            r#"{"quantity": 1, "seat_ids": null}"#,
+        ] {
+            assert!(body(refused).is_err(), "{refused}");
+        }
+    }
 
     #[test]
     fn conflicts_limits_and_outages_are_not_kept_for_a_retry() {

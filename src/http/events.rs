@@ -87,8 +87,9 @@ fn optional_rfc3339<S: serde::Serializer>(
 #[utoipa::path(get, path = "/movies/{movie_id}/events", tag = "seed",
     summary = "The seat map, live, as server-sent events",
     description = "Opens with a `snapshot` event (taken seats and a version), then one event per change: `held`, `confirmed`, `released`, `expired`, `extended`, each with `seat_ids` and, for `held` and `extended`, `expires_at`; `resync` asks to read the map afresh. Resumes with `Last-Event-ID`. Names no user.",
-    params(("movie_id" = String, Path, description = "The movie's slug, such as `inception`")),
+    params(("movie_id" = String, Path, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", description = "The movie's slug, such as `inception`")),
     responses(
+        (status = 400, description = "`invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 200, content_type = "text/event-stream", body = String),
         (status = 404, description = "`movie_not_found`", body = ErrorBody),
         (status = 503, description = "`too_many_streams` (poll the seat map instead), `service_unavailable`, `timeout`. With `Retry-After`.", body = ErrorBody),

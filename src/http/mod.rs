@@ -12,6 +12,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::{DeadlineBody, RequestBodyDeadlineLayer};
@@ -62,6 +63,8 @@ pub struct Json<T>(pub T);
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserBody {
+    /// Letters, digits, `-` and `_`, 1 to 64 of them.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub user_id: String,
 }
 
@@ -104,7 +107,8 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
     if config.seed_api {
         routes = routes.merge(seed);
     }
-    let (router, document) = routes.split_for_parts();
+    let (router, mut document) = routes.split_for_parts();
+    openapi::finish(&mut document);
     let document = document.to_pretty_json().expect("the document is JSON");
     router
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
@@ -145,6 +149,9 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
                     HeaderValue::from_static("no-referrer"),
                 ))
                 .layer(middleware::from_fn(sound_target))
+                // A bug that panics answers 500 JSON rather than dropping the connection,
+                // which a client could only take for an outcome unknown.
+                .layer(CatchPanicLayer::custom(panic_response))
                 .layer(middleware::from_fn_with_state(
                     config.request_timeout,
                     deadline,
@@ -169,6 +176,10 @@ async fn sound_target(request: Request, next: Next) -> Response {
         return AppError::InvalidTarget.into_response();
     }
     next.run(request).await
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    AppError::Internal.into_response()
 }
 
 /// Answers a request that runs past `timeout`. A read has done nothing, so it may be retried;
@@ -214,4 +225,33 @@ async fn json_errors(request: Request, next: Next) -> Response {
         return AppError::Other(status).into_response();
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    async fn boom() -> &'static str {
+        panic!("a bug")
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_answers_500_json() {
+        #[allow(clippy::disallowed_methods)] // a route of the test's own
+        let router: Router = Router::new()
+            .route("/boom", axum::routing::get(boom))
+            .layer(CatchPanicLayer::custom(panic_response));
+        let request = Request::get("/boom").body(Body::empty()).unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        assert_eq!(
+            response.status(),
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], "internal_error");
+    }
 }

@@ -42,8 +42,9 @@ pub struct TakenSeatBody {
 #[utoipa::path(get, path = "/movies/{movie_id}/seats", tag = "seed",
     summary = "The taken seats of a movie (the tutorial's format)",
     description = "Only taken seats are listed. An API user's seat shows `user_id` `(hidden)`. Sends an `ETag`; `If-None-Match` with it answers 304 while nothing changed.",
-    params(("movie_id" = String, Path, description = "The movie's slug, such as `inception`")),
+    params(("movie_id" = String, Path, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", description = "The movie's slug, such as `inception`")),
     responses(
+        (status = 400, description = "`invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 200, body = Vec<TakenSeatBody>),
         (status = 304, description = "Nothing changed since the `ETag` sent"),
         (status = 404, description = "`movie_not_found`", body = ErrorBody),

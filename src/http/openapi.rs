@@ -50,6 +50,18 @@ impl Modify for Schemes {
     }
 }
 
+/// What the derive cannot say: `HoldRequest` needs exactly one of its two fields
+/// (`minProperties: 1`; utoipa-gen 5.5 writes `min_properties` as `maxProperties`).
+pub fn finish(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, Schema};
+    let schemas = openapi.components.as_mut().map(|c| &mut c.schemas);
+    if let Some(RefOr::T(Schema::Object(hold))) =
+        schemas.and_then(|schemas| schemas.get_mut("HoldRequest"))
+    {
+        hold.min_properties = Some(1);
+    }
+}
+
 /// The document, rendered once when the router is built.
 #[derive(Clone)]
 pub struct Document(pub Bytes);

@@ -22,12 +22,12 @@ pub struct ReportQuery {
 /// even which reports exist.
 #[utoipa::path(get, path = "/reports/{name}", tag = "reports",
     summary = "A report's rows (PostgreSQL store, with REPORTS_TOKEN)",
-    params(("name" = String, Path, description = "occupancy, sales-daily, hold-funnel, seat-popularity, ledger or bookings"),
-           ("movie" = Option<String>, Query, description = "Only this movie's rows")),
+    params(("name" = String, Path, pattern = "^[a-z-]+$", description = "occupancy, sales-daily, hold-funnel, seat-popularity, ledger or bookings"),
+           ("movie" = Option<String>, Query, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", description = "Only this movie's rows")),
     security(("reports" = [])),
     responses(
         (status = 200, body = Vec<Object>),
-        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 400, description = "`invalid_query`; `invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`report_not_found`; `not_found` while REPORTS_TOKEN is unset", body = ErrorBody),
         (status = 501, description = "`reports_need_postgres`", body = ErrorBody),

@@ -40,11 +40,11 @@ pub(super) fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Resul
 
 #[utoipa::path(post, path = "/movies/{movie_id}/seats/{seat_id}/hold", tag = "seed",
     summary = "Hold one seat for `user_id`",
-    params(("movie_id" = String, Path, description = "The movie's slug, such as `inception`"), ("seat_id" = String, Path, description = "A seat such as `C7`")),
+    params(("movie_id" = String, Path, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", description = "The movie's slug, such as `inception`"), ("seat_id" = String, Path, pattern = "^[A-Z][1-9][0-9]?$", description = "A seat such as `C7`")),
     request_body = UserBody,
     responses(
         (status = 201, body = HoldBody),
-        (status = 400, description = "`malformed_json`", body = ErrorBody),
+        (status = 400, description = "`malformed_json`; `invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 404, description = "`movie_not_found`, `seat_not_found`", body = ErrorBody),
         (status = 409, description = "`seat_taken`, with `seats`", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
@@ -89,11 +89,11 @@ fn outcome(hold: &StoreResult<Hold>) -> &'static str {
 
 #[utoipa::path(put, path = "/sessions/{session_id}/confirm", tag = "seed",
     summary = "Book a held seat for good",
-    params(("session_id" = String, Path, description = "The hold session's id (a UUID)")),
+    params(("session_id" = uuid::Uuid, Path, description = "The hold session's id (a UUID)")),
     request_body = UserBody,
     responses(
         (status = 200, body = BookingBody),
-        (status = 400, description = "`malformed_json`", body = ErrorBody),
+        (status = 400, description = "`malformed_json`; `invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 404, description = "`session_not_found` (unknown, or someone else's)", body = ErrorBody),
         (status = 410, description = "`hold_expired`, `hold_released`", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
@@ -123,11 +123,11 @@ pub async fn confirm<S: SeatStore>(
 
 #[utoipa::path(delete, path = "/sessions/{session_id}", tag = "seed",
     summary = "Give a held seat back",
-    params(("session_id" = String, Path, description = "The hold session's id (a UUID)")),
+    params(("session_id" = uuid::Uuid, Path, description = "The hold session's id (a UUID)")),
     request_body = UserBody,
     responses(
         (status = 204, description = "Released (again: releasing twice is harmless)"),
-        (status = 400, description = "`malformed_json`", body = ErrorBody),
+        (status = 400, description = "`malformed_json`; `invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 404, description = "`session_not_found` (unknown, or someone else's)", body = ErrorBody),
         (status = 409, description = "`already_confirmed`", body = ErrorBody),
         (status = 410, description = "`hold_expired`", body = ErrorBody),
