@@ -236,7 +236,7 @@ pub async fn seat_map<S: SeatStore>(
     params(("movie_id" = String, Path, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", description = "The movie's slug, such as `inception`")),
     responses(
         (status = 400, description = "`invalid_target`: a control character in the path or query", body = ErrorBody),
-        (status = 200, content_type = "text/event-stream", body = String),
+        (status = 200, content_type = "text/event-stream", body = super::events::SseEvent, description = "One object per event, as on the seed route"),
         (status = 404, description = "`movie_not_found`", body = ErrorBody),
         (status = 503, description = "`too_many_streams` (poll the seat map instead), `service_unavailable`, `timeout`. With `Retry-After`.", body = ErrorBody),
     ))]

@@ -22,6 +22,20 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use super::error::ErrorBody;
+
+/// One server-sent event, as the stream's schema describes each (README, "Live updates").
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // only ever described, never built
+pub struct SseEvent {
+    /// `snapshot`, `held`, `confirmed`, `released`, `expired`, `extended` or `resync`.
+    event: String,
+    /// Where a reconnecting client resumes (`Last-Event-ID`).
+    id: Option<String>,
+    /// How long a client waits before reconnecting, in milliseconds.
+    retry: Option<u64>,
+    /// The event's JSON, as text.
+    data: String,
+}
 use super::seat_maps::{Rendered, SeatMaps};
 use super::sessions::rfc3339;
 use super::{AppError, AppState};
@@ -90,7 +104,7 @@ fn optional_rfc3339<S: serde::Serializer>(
     params(("movie_id" = String, Path, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", description = "The movie's slug, such as `inception`")),
     responses(
         (status = 400, description = "`invalid_target`: a control character in the path or query", body = ErrorBody),
-        (status = 200, content_type = "text/event-stream", body = String),
+        (status = 200, content_type = "text/event-stream", body = SseEvent, description = "One object per event: `snapshot` first, then `held`, `confirmed`, `released`, `expired`, `extended` or `resync`"),
         (status = 404, description = "`movie_not_found`", body = ErrorBody),
         (status = 503, description = "`too_many_streams` (poll the seat map instead), `service_unavailable`, `timeout`. With `Retry-After`.", body = ErrorBody),
     ))]
