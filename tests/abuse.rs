@@ -6,7 +6,7 @@ mod common;
 
 use boxoffice::http::limits::RateLimits;
 use boxoffice::store::MemoryStore;
-use common::{LONG_TTL, TestApp, policy, test_config};
+use common::{LONG_TTL, TestApp, json_of, policy, test_config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -88,15 +88,7 @@ async fn assert_rate_limited(response: reqwest::Response) {
 }
 
 async fn held_seats(app: &TestApp) -> usize {
-    let body: Value = app
-        .client
-        .get(app.url("/movies/inception/seats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json_of(app.client.get(app.url("/movies/inception/seats"))).await;
     body.as_array().unwrap().len()
 }
 

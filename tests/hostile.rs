@@ -5,7 +5,7 @@
 mod common;
 
 use boxoffice::store::{MemoryStore, PgStore};
-use common::{LONG_TTL, TestApp, TestDb, policy, test_config};
+use common::{LONG_TTL, TestApp, TestDb, json_of, policy, test_config};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -237,27 +237,14 @@ async fn send(app: &TestApp, token: &str, case: &Case) -> reqwest::Response {
 async fn state(app: &TestApp, token: &str, db: Option<&TestDb>) -> Value {
     let mut maps = Vec::new();
     for movie in ["inception", "dune-part-two", "the-grand-budapest-hotel"] {
-        let map: Value = app
-            .client
-            .get(app.url(&format!("/movies/{movie}/seats")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        maps.push(map);
+        maps.push(json_of(app.client.get(app.url(&format!("/movies/{movie}/seats")))).await);
     }
-    let sessions: Value = app
-        .client
-        .get(app.url("/api/v1/me/sessions"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sessions = json_of(
+        app.client
+            .get(app.url("/api/v1/me/sessions"))
+            .bearer_auth(token),
+    )
+    .await;
     let rows = match db {
         Some(db) => {
             let pool = db.pool(1).await;
@@ -277,27 +264,15 @@ async fn state(app: &TestApp, token: &str, db: Option<&TestDb>) -> Value {
 }
 
 async fn hostile_input_changes_nothing(app: TestApp, db: Option<TestDb>) {
-    let identity: Value = app
-        .client
-        .post(app.url("/api/v1/identities"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let identity = json_of(app.client.post(app.url("/api/v1/identities"))).await;
     let token = identity["token"].as_str().unwrap().to_owned();
-    let hold: Value = app
-        .client
-        .post(app.url("/api/v1/movies/inception/holds"))
-        .bearer_auth(&token)
-        .json(&json!({ "seat_ids": ["C3", "C4"] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hold = json_of(
+        app.client
+            .post(app.url("/api/v1/movies/inception/holds"))
+            .bearer_auth(&token)
+            .json(&json!({ "seat_ids": ["C3", "C4"] })),
+    )
+    .await;
     let session = hold["session_id"].as_str().unwrap().to_owned();
     let before = state(&app, &token, db.as_ref()).await;
     let cases = table(&session);

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use boxoffice::domain::{SeatId, SessionId, UserId};
 use boxoffice::identity::Identities;
 use boxoffice::store::MemoryStore;
-use common::{LONG_TTL, TestApp, policy, test_config};
+use common::{LONG_TTL, TestApp, json_of, policy, test_config};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -115,15 +115,7 @@ fn server() -> &'static Server {
             config.rate_limits.seats_per_user = 0;
             config.rate_limits.seats_per_ip = 0;
             let app = TestApp::spawn(MemoryStore::new(policy(LONG_TTL, 1000)), config).await;
-            let identity: Value = app
-                .client
-                .post(app.url("/api/v1/identities"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let identity = json_of(app.client.post(app.url("/api/v1/identities"))).await;
             (app, identity["token"].as_str().unwrap().to_owned())
         });
         Server {
