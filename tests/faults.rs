@@ -254,6 +254,98 @@ async fn a_slow_dropped_and_reset_link_to_the_database() {
     verdict("slow, dropped and reset link", &rig, &history, Some(ended)).await;
 }
 
+/// A change whose commit PostgreSQL completed but whose answer was lost (the link reset while
+/// it committed) may have taken effect: it answers `outcome_unknown`, never "nothing was
+/// done". A deferred trigger makes every commit touching seat rows take a moment, for the
+/// reset to land in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_answer_is_lost_answers_outcome_unknown() {
+    let rig = Rig::new().await;
+    for statement in [
+        "create function slow_commit() returns trigger language plpgsql as
+           $$ begin perform pg_sleep(0.3); return null; end $$",
+        "create constraint trigger slow_commit after insert or update on seat_holds
+           deferrable initially deferred for each row execute function slow_commit()",
+    ] {
+        sqlx::query(statement).execute(&rig.pool).await.unwrap();
+    }
+    let target = format!("127.0.0.1:{}", rig.cluster.port).parse().unwrap();
+    let proxy = Proxy::start(target).await;
+    let url = format!("postgres://postgres@{}/postgres", proxy.addr);
+    let server = rig.server(&url, &[]);
+    let client = reqwest::Client::new();
+    let alice = serde_json::json!({ "user_id": "alice" });
+    let hold = |seat: &str| {
+        client
+            .post(server.url(&format!("/movies/{MOVIE}/seats/{seat}/hold")))
+            .json(&alice)
+            .send()
+    };
+    assert_eq!(hold("A1").await.unwrap().status(), 201);
+    let session: uuid::Uuid = sqlx::query_scalar("select session_id from seat_holds")
+        .fetch_one(&rig.pool)
+        .await
+        .unwrap();
+    let confirm = client
+        .put(server.url(&format!("/sessions/{session}/confirm")))
+        .json(&alice)
+        .send();
+    type Change = std::pin::Pin<
+        Box<dyn std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send>,
+    >;
+    for (name, change, done) in [
+        (
+            "hold",
+            Box::pin(hold("A2")) as Change,
+            "select count(*) = 2 from seat_holds",
+        ),
+        (
+            "confirm",
+            Box::pin(confirm) as Change,
+            "select count(*) = 1 from seat_holds where status = 'confirmed'",
+        ),
+    ] {
+        let answer = tokio::spawn(change);
+        let committing = async {
+            while sqlx::query_scalar::<_, i64>(
+                "select count(*) from pg_stat_activity where wait_event = 'PgSleep'",
+            )
+            .fetch_one(&rig.pool)
+            .await
+            .unwrap()
+                == 0
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), committing)
+            .await
+            .unwrap_or_else(|_| panic!("{name}: never reached its commit"));
+        proxy.reset();
+        let response = answer.await.unwrap().unwrap();
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(
+            (status.as_u16(), body["code"].as_str()),
+            (503, Some("outcome_unknown")),
+            "{name}: {body}"
+        );
+        // It did: once PostgreSQL has finished committing.
+        let committed = async {
+            while !sqlx::query_scalar::<_, bool>(done)
+                .fetch_one(&rig.pool)
+                .await
+                .unwrap()
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), committed)
+            .await
+            .unwrap_or_else(|_| panic!("{name}: the commit did not complete"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_pool_answers_503_with_retry_after_quickly_and_memory_stays_bounded() {
     let rig = Rig::new().await;

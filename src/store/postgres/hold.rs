@@ -327,7 +327,12 @@ async fn call(
         .bind(i32::try_from(policy.max_holds_per_user).unwrap_or(i32::MAX))
         .fetch_all(conn)
         .await
-        .map_err(classify)?;
+        // On its own, the statement is its transaction: a lost answer may be a lost "done".
+        .map_err(if link.persistent() {
+            uncommitted
+        } else {
+            classify
+        })?;
     if outcomes.len() != requests.len() {
         return Err(StoreError::Database(sqlx::Error::Protocol(format!(
             "hold_seats answered {} of {} requests",

@@ -497,7 +497,7 @@ impl SeatStore for PgStore {
     async fn confirm(&self, session: SessionId, user: &UserId) -> StoreResult<Booking> {
         let mut tx = self.link.begin().await.map_err(classify)?;
         let booking = self.confirm_in(&mut tx, session, user).await?;
-        tx.commit().await.map_err(classify)?;
+        tx.commit().await.map_err(uncommitted)?;
         Ok(booking)
     }
 
@@ -510,7 +510,7 @@ impl SeatStore for PgStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(classify)?;
-            tx.commit().await.map_err(classify)?;
+            tx.commit().await.map_err(uncommitted)?;
             tracing::debug!(%session, seats = ?found.seats, "released");
         }
         Ok(())
