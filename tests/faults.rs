@@ -76,6 +76,11 @@ impl Rig {
         ServerProcess::start(Some(url), &env)
     }
 
+    /// A server on `port`: one in place of a server that was killed.
+    fn server_on(&self, port: u16, url: &str) -> ServerProcess {
+        ServerProcess::start_on(port, Some(url), SERVER_ENV)
+    }
+
     /// The database again after a restart: the pool's connections died with the old server.
     async fn snapshot(&self) -> Snapshot {
         let pool = PgPoolOptions::new()
@@ -155,12 +160,6 @@ async fn the_server_killed_and_restarted_mid_load() {
     let history = run.await.unwrap();
     verdict("kill -9", &rig, &history, Some(ended)).await;
     drop(server);
-}
-
-impl Rig {
-    fn server_on(&self, port: u16, url: &str) -> ServerProcess {
-        ServerProcess::start_on(port, Some(url), SERVER_ENV)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

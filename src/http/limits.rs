@@ -3,9 +3,9 @@
 //! refills evenly over the minute, and may all be spent at once).
 //!
 //! A hold costs one unit per seat it asks for, whether or not it gets them, and releasing
-//! gives nothing back: cycling hold and release spends the allowance as fast as holding does.
-//! With `MAX_HOLDS_PER_USER` capping what one identity holds at once, the identity limit on
-//! minting caps how many seats one address can hold at once however many identities it makes.
+//! gives nothing back: cycling hold and release spends the allowance as fast as holding does,
+//! and minting identities does not add to the address's. So one address holds at most its
+//! allowance times a hold's longest life (`MAX_HOLD_LIFETIME_SECS`) at once.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
