@@ -305,21 +305,12 @@ async fn a_change_whose_answer_is_lost_answers_outcome_unknown() {
         ),
     ] {
         let answer = tokio::spawn(change);
-        let committing = async {
-            while sqlx::query_scalar::<_, i64>(
-                "select count(*) from pg_stat_activity where wait_event = 'PgSleep'",
-            )
-            .fetch_one(&rig.pool)
-            .await
-            .unwrap()
-                == 0
-            {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), committing)
-            .await
-            .unwrap_or_else(|_| panic!("{name}: never reached its commit"));
+        until(
+            &rig.pool,
+            "select count(*) > 0 from pg_stat_activity where wait_event = 'PgSleep'",
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{name}: never reached its commit"));
         proxy.reset();
         let response = answer.await.unwrap().unwrap();
         let status = response.status();
@@ -330,19 +321,24 @@ async fn a_change_whose_answer_is_lost_answers_outcome_unknown() {
             "{name}: {body}"
         );
         // It did: once PostgreSQL has finished committing.
-        let committed = async {
-            while !sqlx::query_scalar::<_, bool>(done)
-                .fetch_one(&rig.pool)
-                .await
-                .unwrap()
-            {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), committed)
+        until(&rig.pool, done)
             .await
             .unwrap_or_else(|_| panic!("{name}: the commit did not complete"));
     }
+}
+
+/// Waits, at most 10 s, until the query `condition` answers true.
+async fn until(pool: &PgPool, condition: &str) -> Result<(), tokio::time::error::Elapsed> {
+    let poll = async {
+        while !sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(condition.to_owned()))
+            .fetch_one(pool)
+            .await
+            .unwrap()
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), poll).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
