@@ -179,3 +179,13 @@ async fn the_page_survives_a_database_outage() {
     let env = [("ADMIN_URL", common::admin_url()), ("APP_NAME", app_name)];
     run_scenario("outage", &app, &db, &env).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tutorials_own_page_runs_its_inline_script_and_style() {
+    let _browser = ONE_BROWSER.lock().await;
+    let (app, db) = app_with(LONG_TTL, Streams::On, |config| {
+        config.static_dir = Path::new(ROOT).join("tests/fixtures/tutorial-page");
+    })
+    .await;
+    run_scenario("tutorial", &app, &db, &[]).await;
+}

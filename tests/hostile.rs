@@ -154,6 +154,13 @@ fn table(session: &str) -> Vec<Case> {
         case(M::POST, holds).typed("application/x-www-form-urlencoded", "quantity=1"),
         case(M::POST, seed_hold).typed("multipart/form-data; boundary=x", "--x--"),
         case(M::POST, seed_hold),
+        // Content codings the server does not decode, with a body that is plain.
+        case(M::POST, seed_hold)
+            .header("content-encoding", "gzip")
+            .json(r#"{"user_id":"alice"}"#),
+        case(M::POST, holds)
+            .header("content-encoding", "br")
+            .json(r#"{"seat_ids":["A3"]}"#),
     ];
     // Bodies, on both hold routes.
     let bodies: Vec<Vec<u8>> = [
@@ -161,6 +168,9 @@ fn table(session: &str) -> Vec<Case> {
         "{",
         "null",
         "[]",
+        r#"["alice"]"#,
+        r#"[["A3"]]"#,
+        r#"[2]"#,
         "\"str\"",
         "123",
         "{\"quantity\":1,}",

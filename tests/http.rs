@@ -74,6 +74,34 @@ impl Fixture {
         response.json().await.unwrap()
     }
 
+    /// `body` as JSON with extra `headers`, sent as is.
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(header::HeaderName, &str)],
+        body: &str,
+    ) -> reqwest::Response {
+        let mut request = self
+            .app
+            .client
+            .request(method, self.app.url(path))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.to_owned());
+        for (name, value) in headers {
+            request = request.header(name, *value);
+        }
+        request.send().await.expect("request")
+    }
+
+    /// A new API identity's token.
+    async fn api_token(&self) -> String {
+        let response = self.send(Method::POST, "/api/v1/identities", None).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let identity: Value = response.json().await.unwrap();
+        identity["token"].as_str().unwrap().to_owned()
+    }
+
     /// Rows in both booking tables: bad input must leave both untouched.
     async fn row_counts(&self) -> (i64, i64) {
         let pool = self.db.pool(1).await;
@@ -483,6 +511,102 @@ async fn bad_input_answers_a_json_error_and_changes_nothing() {
     assert_eq!(f.seat_map("inception").await, json!([]));
 }
 
+/// serde's derived structs take a sequence field by field: `["alice"]` would be
+/// `{"user_id": "alice"}`, `[["A3"]]` `{"seat_ids": ["A3"]}`.
+#[tokio::test]
+async fn json_that_is_not_an_object_answers_422_on_every_route_with_a_body() {
+    let f = fixture().await;
+    let hold = f.held("inception", "A2", "alice").await;
+    let session = session_id(&hold).to_owned();
+    let token = f.api_token().await;
+    let routes = [
+        (Method::POST, "/movies/inception/seats/A1/hold".to_owned()),
+        (Method::PUT, format!("/sessions/{session}/confirm")),
+        (Method::DELETE, format!("/sessions/{session}")),
+    ];
+    for (method, path) in &routes {
+        for body in [
+            r#"["alice"]"#,
+            r#"[["A3"]]"#,
+            "[]",
+            r#""alice""#,
+            "null",
+            "7",
+        ] {
+            let response = f.raw(method.clone(), path, &[], body).await;
+            assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+        }
+        let response = f.raw(method.clone(), path, &[], r#"["alice""#).await;
+        assert_error(response, StatusCode::BAD_REQUEST, "malformed_json").await;
+    }
+    let bearer = format!("Bearer {token}");
+    let auth = [(header::AUTHORIZATION, bearer.as_str())];
+    for body in [r#"[["A3"]]"#, r#"[null, 2]"#, "[]"] {
+        let response = f
+            .raw(Method::POST, "/api/v1/movies/inception/holds", &auth, body)
+            .await;
+        assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    }
+    assert_eq!(f.row_counts().await, (1, 1), "only alice's hold of A2");
+    assert_eq!(f.seat_map("inception").await.as_array().unwrap().len(), 1);
+}
+
+/// The server decodes no content coding: a body sent as gzip (or anything but identity) is
+/// refused rather than read as if it were plain.
+#[tokio::test]
+async fn a_body_in_a_content_coding_answers_415_and_changes_nothing() {
+    let f = fixture().await;
+    let hold = f.held("inception", "A2", "alice").await;
+    let session = session_id(&hold).to_owned();
+    let token = format!("Bearer {}", f.api_token().await);
+    let user = r#"{"user_id":"alice"}"#;
+    let cases = [
+        (
+            Method::POST,
+            "/movies/inception/seats/A1/hold".to_owned(),
+            user,
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/sessions/{session}/confirm"),
+            user,
+            None,
+        ),
+        (Method::DELETE, format!("/sessions/{session}"), user, None),
+        (
+            Method::POST,
+            "/api/v1/movies/inception/holds".to_owned(),
+            r#"{"seat_ids":["A3"]}"#,
+            Some(token.as_str()),
+        ),
+    ];
+    for (method, path, body, auth) in &cases {
+        for coding in ["gzip", "br", "deflate, gzip", "identity, gzip", "x-custom"] {
+            let mut headers = vec![(header::CONTENT_ENCODING, coding)];
+            headers.extend(auth.map(|a| (header::AUTHORIZATION, a)));
+            let response = f.raw(method.clone(), path, &headers, body).await;
+            assert_eq!(
+                response.headers().get(header::ACCEPT_ENCODING).unwrap(),
+                "identity",
+                "{method} {path} {coding}"
+            );
+            assert_error(
+                response,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_content_encoding",
+            )
+            .await;
+        }
+    }
+    assert_eq!(f.row_counts().await, (1, 1), "only alice's hold of A2");
+    // Identity is no coding at all.
+    let identity = [(header::CONTENT_ENCODING, "identity")];
+    let path = "/movies/inception/seats/A1/hold";
+    let response = f.raw(Method::POST, path, &identity, user).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
+
 #[tokio::test]
 async fn unknown_routes_and_wrong_methods_answer_json() {
     let f = fixture().await;
@@ -543,6 +667,66 @@ async fn the_page_is_served_at_the_root() {
             "{asset}"
         );
     }
+}
+
+/// The tutorial's page, served from STATIC_DIR, runs its inline `<script>` and `<style>`:
+/// its policy lists their hashes (never `'unsafe-inline'`), while our page keeps the strict
+/// one (`the_page_is_served_at_the_root`). The browser test drives it.
+#[tokio::test]
+async fn a_page_with_inline_blocks_is_allowed_exactly_those_blocks() {
+    use base64::Engine;
+    use sha2::Digest;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tutorial-page");
+    let page = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    let between = |open: &str, close: &str| {
+        let start = page.find(open).unwrap() + open.len();
+        let hash = sha2::Sha256::digest(&page.as_bytes()[start..page.find(close).unwrap()]);
+        format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(hash)
+        )
+    };
+    let (script, style) = (
+        between("<script>", "</script>"),
+        between("<style>", "</style>"),
+    );
+    let db = TestDb::new().await;
+    let mut config = test_config();
+    config.static_dir = dir;
+    let app = TestApp::spawn(db.store(policy(LONG_TTL, 8), 8).await, config).await;
+
+    // Even asked as a cache would revalidate it: a 304 would carry a policy made without the page.
+    for revalidate in [false, true] {
+        let mut request = app.client.get(app.url("/"));
+        if revalidate {
+            request = request
+                .header(header::IF_MODIFIED_SINCE, "Wed, 01 Jan 2099 00:00:00 GMT")
+                .header(header::RANGE, "bytes=0-9");
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let policy = response.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            policy.contains(&format!("script-src 'self' {script};")),
+            "{policy}"
+        );
+        assert!(
+            policy.contains(&format!("style-src 'self' {style};")),
+            "{policy}"
+        );
+        assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+        assert!(!policy.contains("unsafe"), "{policy}");
+        assert_eq!(response.text().await.unwrap(), page);
+    }
+    // Anything else from the folder keeps the strict policy.
+    let response = app.client.get(app.url("/missing.js")).send().await.unwrap();
+    let policy = response.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(policy.contains("script-src 'self';"), "{policy}");
 }
 
 #[tokio::test]

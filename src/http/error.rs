@@ -1,6 +1,6 @@
 //! `AppError`: every error the HTTP layer answers, as `{"error", "code"}` JSON.
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -43,6 +43,8 @@ pub enum AppError {
     InvalidQuery(String),
     InvalidBody(String),
     UnsupportedMediaType,
+    /// A body in a content coding (`gzip`, …): the server decodes none.
+    UnsupportedContentEncoding,
     BodyTooLarge,
     InvalidUserId,
     InvalidSeatId,
@@ -114,6 +116,11 @@ impl AppError {
                 S::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "the body must be JSON, sent with Content-Type: application/json".into(),
+            ),
+            UnsupportedContentEncoding => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_content_encoding",
+                "the body must be sent as is, without a Content-Encoding such as gzip".into(),
             ),
             BodyTooLarge => (
                 S::PAYLOAD_TOO_LARGE,
@@ -337,6 +344,13 @@ impl IntoResponse for AppError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(realm));
         }
+        if let AppError::UnsupportedContentEncoding = self {
+            // RFC 9110, 12.5.3: the codings the server takes in a request.
+            response.headers_mut().insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+        }
         if let AppError::RateLimited { retry_after } = self {
             response
                 .headers_mut()
@@ -388,14 +402,29 @@ impl From<StoreError> for AppError {
 
 impl From<JsonRejection> for AppError {
     fn from(rejection: JsonRejection) -> Self {
-        if caused_by::<tower_http::timeout::TimeoutError>(&rejection) {
-            return Self::BodyTimeout;
-        }
         match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => Self::BodyTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
             StatusCode::UNPROCESSABLE_ENTITY => Self::InvalidBody(rejection.body_text()),
             StatusCode::BAD_REQUEST => Self::MalformedJson(rejection.body_text()),
+            _ => Self::body_not_read(&rejection, rejection.status()),
+        }
+    }
+}
+
+impl From<BytesRejection> for AppError {
+    fn from(rejection: BytesRejection) -> Self {
+        Self::body_not_read(&rejection, rejection.status())
+    }
+}
+
+impl AppError {
+    /// A body that could not be read: too large, too slow, or cut off.
+    fn body_not_read(rejection: &(dyn std::error::Error + 'static), status: StatusCode) -> Self {
+        if caused_by::<tower_http::timeout::TimeoutError>(rejection) {
+            return Self::BodyTimeout;
+        }
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::BodyTooLarge,
             status => Self::Other(status),
         }
     }

@@ -2,7 +2,7 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::handler::HandlerWithoutStateExt;
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
@@ -29,16 +29,19 @@ mod api;
 pub mod connections;
 pub mod error;
 mod events;
+mod extract;
 mod health;
 pub mod limits;
 mod movies;
 mod openapi;
+mod pages;
 mod reports;
 mod seat_maps;
 mod sessions;
 
 pub use error::AppError;
 use events::Streams;
+use extract::Json;
 use seat_maps::SeatMaps;
 use tokio_util::sync::CancellationToken;
 
@@ -53,11 +56,6 @@ pub struct AppState<S> {
     pub openapi: openapi::Document,
     pub limiter: Arc<limits::Limiter>,
 }
-
-/// A JSON request body whose rejections answer as `AppError`s.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(AppError))]
-pub struct Json<T>(pub T);
 
 /// The body of hold, confirm and release: who is asking.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -77,6 +75,8 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
     let page = ServeDir::new(&config.static_dir)
         .call_fallback_on_method_not_allowed(true)
         .fallback(unknown_route.into_service());
+    let page = tower::Layer::layer(&middleware::from_fn(pages::inline_policy), page);
+    let strict_policy = HeaderValue::try_from(pages::policy(&[], &[])).expect("a header value");
 
     let v1 = OpenApiRouter::new()
         .routes(routes!(api::create_identity))
@@ -140,9 +140,10 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
                     header::X_CONTENT_TYPE_OPTIONS,
                     HeaderValue::from_static("nosniff"),
                 ))
+                // Our page runs no inline code; a page with inline blocks has its own.
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::CONTENT_SECURITY_POLICY,
-                    HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+                    strict_policy,
                 ))
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::REFERRER_POLICY,
@@ -159,12 +160,6 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
         )
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
 }
-
-/// The page loads its script, style and data from this server only, runs no inline script,
-/// and may not be framed.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
-     form-action 'self'; frame-ancestors 'none'";
 
 /// Refuses a request target no route could mean before anything reads it: one without a
 /// leading slash (`GET a HTTP/1.1`, `OPTIONS *`), or with a control character such as NUL in

@@ -47,8 +47,8 @@ pub(super) fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Resul
         (status = 400, description = "`malformed_json`; `invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 404, description = "`movie_not_found`, `seat_not_found`", body = ErrorBody),
         (status = 409, description = "`seat_taken`, with `seats`", body = ErrorBody),
-        (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_user_id`, `invalid_seat_id`, `invalid_body`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`: not JSON; `unsupported_content_encoding`: a `Content-Encoding` other than `identity` (with `Accept-Encoding: identity`)", body = ErrorBody),
+        (status = 422, description = "`invalid_user_id`, `invalid_seat_id`, `invalid_body` (also JSON that is not an object)", body = ErrorBody),
         (status = 429, description = "`hold_limit`; `rate_limited` (with `Retry-After`)", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
@@ -96,8 +96,8 @@ fn outcome(hold: &StoreResult<Hold>) -> &'static str {
         (status = 400, description = "`malformed_json`; `invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 404, description = "`session_not_found` (unknown, or someone else's)", body = ErrorBody),
         (status = 410, description = "`hold_expired`, `hold_released`", body = ErrorBody),
-        (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_session_id`, `invalid_user_id`, `invalid_body`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`: not JSON; `unsupported_content_encoding`: a `Content-Encoding` other than `identity` (with `Accept-Encoding: identity`)", body = ErrorBody),
+        (status = 422, description = "`invalid_session_id`, `invalid_user_id`, `invalid_body` (also JSON that is not an object)", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
 pub async fn confirm<S: SeatStore>(
@@ -131,8 +131,8 @@ pub async fn confirm<S: SeatStore>(
         (status = 404, description = "`session_not_found` (unknown, or someone else's)", body = ErrorBody),
         (status = 409, description = "`already_confirmed`", body = ErrorBody),
         (status = 410, description = "`hold_expired`", body = ErrorBody),
-        (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_session_id`, `invalid_user_id`, `invalid_body`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`: not JSON; `unsupported_content_encoding`: a `Content-Encoding` other than `identity` (with `Accept-Encoding: identity`)", body = ErrorBody),
+        (status = 422, description = "`invalid_session_id`, `invalid_user_id`, `invalid_body` (also JSON that is not an object)", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
 pub async fn release<S: SeatStore>(
