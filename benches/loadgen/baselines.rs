@@ -27,7 +27,7 @@ fn script(kind: Kind, scenario: Scenario) -> Option<String> {
     let seat = match scenario {
         Scenario::Holds | Scenario::Flow => NEXT_SEAT,
         Scenario::HotSeat => hot,
-        Scenario::SeatMap | Scenario::GroupHolds => "",
+        Scenario::SeatMap | Scenario::SeatMapV1 | Scenario::GroupHolds => "",
     };
     Some(match (kind, scenario) {
         (Kind::Function, Scenario::Holds | Scenario::HotSeat) => format!(
@@ -54,7 +54,8 @@ fn script(kind: Kind, scenario: Scenario) -> Option<String> {
              select m, s, '00000000-0000-0000-0000-000000000001', 'raw', now() + interval '1 hour'
              from {seat} t on conflict do nothing;"
         ),
-        (Kind::Raw, Scenario::SeatMap) => r#"select seat_id, user_id, status = 'confirmed' from seat_holds
+        // Both maps read the same rows.
+        (Kind::Raw, Scenario::SeatMap | Scenario::SeatMapV1) => r#"select seat_id, user_id, status = 'confirmed' from seat_holds
                where movie_id = 'bench-map' and (status = 'confirmed' or expires_at > now())
                order by seat_id collate "C";"#
             .to_owned(),

@@ -89,19 +89,20 @@ async fn prepare_history(admin: &PgPool) {
     }
 }
 
-/// The seat-map room's bookings: every third of its 300 seats.
-pub async fn book_map_room(admin: &PgPool) {
-    sql(
-        admin,
-        &format!(
-            "insert into seat_holds (movie_id, seat_id, session_id, user_id, status, confirmed_at)
-             select '{MAP_ROOM}', chr(65 + n / 20) || (n % 20 + 1), '{BASE_SESSION}',
-                    'regular-' || n, 'confirmed', now()
-             from generate_series(0, 299, 3) n
-             on conflict do nothing"
-        ),
-    )
-    .await;
+/// The seat-map room's bookings: every third of its 300 seats, the first ones of `owners`
+/// (one each), the rest of regulars.
+pub async fn book_map_room(admin: &PgPool, owners: &[String]) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "insert into seat_holds (movie_id, seat_id, session_id, user_id, status, confirmed_at)
+         select '{MAP_ROOM}', chr(65 + n / 20) || (n % 20 + 1), '{BASE_SESSION}',
+                coalesce(($1::text[])[n / 3 + 1], 'regular-' || n), 'confirmed', now()
+         from generate_series(0, 299, 3) n
+         on conflict (movie_id, seat_id) do update set user_id = excluded.user_id"
+    )))
+    .bind(owners)
+    .execute(admin)
+    .await
+    .unwrap();
 }
 
 pub async fn sql(admin: &PgPool, statement: &str) {

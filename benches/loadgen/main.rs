@@ -127,16 +127,25 @@ async fn http_runs(
     let server = Server::start(&db, &env);
     for &scenario in &options.scenarios {
         let mut before = Told::default();
+        let mut tokens = Vec::new();
         match scenario {
             Scenario::HotSeat => before.held.push(take_hot_seat(&server.base).await),
-            Scenario::SeatMap => fixtures::book_map_room(&admin).await,
+            Scenario::SeatMap => fixtures::book_map_room(&admin, &[]).await,
+            // A token per connection, each of a user with a seat of its own in the room, so
+            // every answer is marked for its caller.
+            Scenario::SeatMapV1 => {
+                let identities = wrk::identities(clients);
+                let owners: Vec<String> = identities.iter().map(|(u, _)| u.to_string()).collect();
+                fixtures::book_map_room(&admin, &owners).await;
+                tokens = identities.into_iter().map(|(_, token)| token).collect();
+            }
             Scenario::Holds | Scenario::GroupHolds | Scenario::Flow => {}
         }
         let cpu_before = server.cpu();
         let (stop, peak) = server.watch_memory();
         let (mut sample, mut told) = match scenario {
             Scenario::Flow => flow::run(clients, options.duration, &server.base).await,
-            _ => wrk::run(scenario, clients, options.duration, &server.base),
+            _ => wrk::run(scenario, clients, options.duration, &server.base, tokens),
         };
         stop.store(true, Ordering::Relaxed);
         sample.server_peak_rss = Some(peak.join().unwrap());
@@ -180,8 +189,8 @@ async fn baseline_runs(
     }
     let (db, admin) = fixtures::database(options.history).await;
     for scenario in scenarios {
-        if scenario == Scenario::SeatMap {
-            fixtures::book_map_room(&admin).await;
+        if matches!(scenario, Scenario::SeatMap | Scenario::SeatMapV1) {
+            fixtures::book_map_room(&admin, &[]).await;
         }
         let sample = baselines::run(
             kind,

@@ -8,16 +8,18 @@ pub enum Scenario {
     GroupHolds,
     HotSeat,
     SeatMap,
+    SeatMapV1,
     Flow,
 }
 
 impl Scenario {
     /// In the order a run drives them: the hot seat comes after the rush of holds.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Holds,
         Self::GroupHolds,
         Self::HotSeat,
         Self::SeatMap,
+        Self::SeatMapV1,
         Self::Flow,
     ];
 
@@ -27,6 +29,7 @@ impl Scenario {
             Self::GroupHolds => "group-holds",
             Self::HotSeat => "hot-seat",
             Self::SeatMap => "seat-map",
+            Self::SeatMapV1 => "seat-map-v1",
             Self::Flow => "flow",
         }
     }
@@ -39,6 +42,10 @@ impl Scenario {
             }
             Self::HotSeat => "one hot seat, already held, after the rush of holds (attempts/s)",
             Self::SeatMap => "seat-map reads, 300 seats, 100 taken (requests/s)",
+            Self::SeatMapV1 => {
+                "/api/v1 seat-map reads (the page's), 300 seats, 100 taken, one of them each \
+                 caller's (requests/s)"
+            }
             Self::Flow => "full flow: hold → confirm, hold → release (flows/s, 2 requests each)",
         }
     }
@@ -137,7 +144,7 @@ fn number<T: std::str::FromStr>(text: &str) -> T {
 fn usage(problem: &str) -> ! {
     eprintln!(
         "{problem}\n\nusage: cargo bench --bench loadgen -- [--runs 3] [--secs 5] \
-         [--clients 1,8,32,128] [--scenarios holds,hot-seat,seat-map,flow] \
+         [--clients 1,8,32,128] [--scenarios holds,group-holds,hot-seat,seat-map,seat-map-v1,flow] \
          [--history fresh|analysed] [--pool 32] [--pooler direct|pgbouncer]\n\
          DATABASE_URL names the PostgreSQL server to measure; every run gets a new database on \
          it. Needs wrk and pgbench on PATH."

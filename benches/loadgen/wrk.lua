@@ -1,12 +1,12 @@
 -- One scenario of the load benchmark, driven by wrk (benches/loadgen/wrk.rs runs it).
--- Environment: SCENARIO (holds, group-holds, hot-seat or seat-map), THREADS (wrk's -t), TOLD
--- (a file that gets, when the run is done, a line per status seen and a line per hold
--- granted), TOKENS (group-holds: a file of API tokens, one per line).
+-- Environment: SCENARIO (holds, group-holds, hot-seat, seat-map or seat-map-v1), THREADS
+-- (wrk's -t), TOLD (a file that gets, when the run is done, a line per status seen and a line
+-- per hold granted), TOKENS (group-holds and seat-map-v1: a file of API tokens, one per line).
 local scenario = os.getenv("SCENARIO")
 local threads = {}
 
 local tokens = {}
-if scenario == "group-holds" then
+if scenario == "group-holds" or scenario == "seat-map-v1" then
   for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
 end
 
@@ -22,6 +22,12 @@ sent, statuses, granted = 0, {}, {}
 function request()
   if scenario == "seat-map" then
     return wrk.format("GET", "/movies/bench-map/seats")
+  end
+  if scenario == "seat-map-v1" then
+    -- The tokens in turn: as many as connections, each used by about one of them.
+    local token = tokens[(id + sent * nthreads) % #tokens + 1]
+    sent = sent + 1
+    return wrk.format("GET", "/api/v1/movies/bench-map/seats", { ["Authorization"] = "Bearer " .. token })
   end
   local movie, seat
   local n = id + sent * nthreads

@@ -16,14 +16,27 @@ const GROUP_USERS: usize = 100_000;
 /// tokens itself rather than asking the server for each.
 pub const IDENTITY_SECRET: &str = "the benchmark's identity secret, not a real one";
 
-pub fn run(scenario: Scenario, clients: usize, duration: Duration, base: &str) -> (Sample, Told) {
+/// `n` API users of the benchmark's server: each user's id and token.
+pub fn identities(n: usize) -> Vec<(boxoffice::domain::UserId, String)> {
+    let identities = boxoffice::identity::Identities::new(IDENTITY_SECRET.as_bytes(), None);
+    (0..n).map(|_| identities.issue()).collect()
+}
+
+/// Drives `scenario` with wrk. `tokens`: the API tokens its requests take in turn; group holds
+/// make their own.
+pub fn run(
+    scenario: Scenario,
+    clients: usize,
+    duration: Duration,
+    base: &str,
+    mut tokens: Vec<String>,
+) -> (Sample, Told) {
     let told_file = tempfile::NamedTempFile::new().unwrap();
-    let tokens = tempfile::NamedTempFile::new().unwrap();
+    let tokens_file = tempfile::NamedTempFile::new().unwrap();
     if scenario == Scenario::GroupHolds {
-        let identities = boxoffice::identity::Identities::new(IDENTITY_SECRET.as_bytes(), None);
-        let lines: Vec<String> = (0..GROUP_USERS).map(|_| identities.issue().1).collect();
-        std::fs::write(tokens.path(), lines.join("\n")).unwrap();
+        tokens = identities(GROUP_USERS).into_iter().map(|(_, token)| token).collect();
     }
+    std::fs::write(tokens_file.path(), tokens.join("\n")).unwrap();
     let threads = clients.min(2);
     let output = Command::new("wrk")
         .args(["-t", &threads.to_string(), "-c", &clients.to_string()])
@@ -41,7 +54,7 @@ pub fn run(scenario: Scenario, clients: usize, duration: Duration, base: &str) -
         .env("SCENARIO", scenario.name())
         .env("THREADS", threads.to_string())
         .env("TOLD", told_file.path())
-        .env("TOKENS", tokens.path())
+        .env("TOKENS", tokens_file.path())
         .output()
         .expect("run wrk (Debian: apt-get install wrk)");
     let stdout = String::from_utf8_lossy(&output.stdout);
