@@ -18,6 +18,11 @@ pub struct Movie {
 }
 
 impl Movie {
+    /// How many seats the room has.
+    pub fn capacity(&self) -> usize {
+        usize::try_from(self.rows * self.seats_per_row).unwrap_or(0)
+    }
+
     /// Every seat of the room, row by row, in number order.
     pub fn seat_ids(&self) -> impl Iterator<Item = SeatId> + '_ {
         (0..self.rows).flat_map(move |row| {

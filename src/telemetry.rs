@@ -1,6 +1,7 @@
 //! Metrics in the Prometheus text format, served at `GET /metrics`: requests by route and
 //! status with latency histograms, holds by outcome, hold batch sizes and queue depth, pool
-//! connections, reaper runs and rows, open event streams. Recorded with the `metrics` crate's
+//! connections, reaper runs and rows, open event streams, seat-map reads and the requests
+//! waiting for one. Recorded with the `metrics` crate's
 //! macros wherever the thing happens; this module installs the recorder and renders it.
 
 use std::sync::OnceLock;
@@ -23,6 +24,10 @@ pub const POOL_CONNECTIONS: &str = "boxoffice_db_pool_connections";
 pub const REAPER_RUNS: &str = "boxoffice_reaper_runs_total";
 pub const REAPER_ROWS: &str = "boxoffice_reaper_rows_total";
 pub const EVENT_STREAMS: &str = "boxoffice_event_streams";
+/// Seat-map reads of the database (or memory): one per round, whatever the requests it serves.
+pub const SEAT_MAP_READS: &str = "boxoffice_seat_map_reads_total";
+/// Seat-map requests waiting for the next round of their movie.
+pub const SEAT_MAP_WAITING: &str = "boxoffice_seat_map_waiting";
 
 /// The process's recorder, installed the first time it is asked for. There is one per process
 /// (the macros record into a global), so every router in a process shares it.

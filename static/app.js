@@ -109,10 +109,7 @@ const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 // ---------------------------------------------------------------------------------------
 // Movies
 async function loadMovies() {
-  const list = await api("GET", "/api/v1/movies");
-  const counts = await Promise.all(list.map((m) =>
-    m.id === movieId ? taken.size : readSeats(m.id).then((map) => map.seats.filter((s) => s.state !== "free").length, () => null)));
-  movies = list.map((m, i) => ({ ...m, free: counts[i] === null ? null : m.rows * m.seats_per_row - counts[i] }));
+  movies = await api("GET", "/api/v1/movies");
   renderMovies();
 }
 
@@ -128,7 +125,7 @@ function renderMovies() {
     b.className = "movie";
     b.dataset.movie = m.id;
     b.setAttribute("aria-current", String(m.id === movieId));
-    const free = m.free === null ? "" : ` · ${m.free} free`;
+    const free = ` · ${m.free} free`;
     b.innerHTML = `<span class="title"></span><span class="meta"></span>`;
     b.querySelector(".title").textContent = m.title;
     b.querySelector(".meta").textContent = `${m.rows} rows × ${m.seats_per_row} seats${free}`;

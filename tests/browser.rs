@@ -158,6 +158,13 @@ async fn a_seat_can_be_booked_with_the_keyboard_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_movie_list_counts_free_seats_without_reading_other_maps() {
+    let _browser = ONE_BROWSER.lock().await;
+    let (app, db) = app_with_ttl(LONG_TTL).await;
+    run_scenario("movie_list", &app, &db, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seat_map_fits_desktop_and_phone_screens() {
     let _browser = ONE_BROWSER.lock().await;
     let (app, db) = app_with_ttl(LONG_TTL).await;

@@ -1,6 +1,8 @@
 //! `/api/v1`: identities, the seat map with the caller's own seats, group and best-available
 //! holds with a counter-offer after a lost race, sessions, and idempotent writes.
 
+use std::collections::HashMap;
+
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -13,10 +15,11 @@ use utoipa::ToSchema;
 
 use super::error::ErrorBody;
 use super::limits::ClientIp;
+use super::seat_maps::{Marked, Round};
 use super::sessions::rfc3339;
 use super::{AppError, AppState, Json};
 use crate::config::Secret;
-use crate::domain::{Booking, BookingReference, Hold, Movie, SeatId, SessionId, UserId};
+use crate::domain::{Booking, BookingReference, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
 use crate::identity::Identities;
 use crate::seating::Room;
 use crate::store::{
@@ -134,18 +137,44 @@ pub async fn create_identity<S: SeatStore>(
     ))
 }
 
+/// A movie, its room, and how many of its seats are free.
+#[derive(Serialize, ToSchema)]
+pub struct MovieBody {
+    #[serde(flatten)]
+    #[schema(inline)]
+    movie: Movie,
+    /// Seats neither held nor booked, read after the request arrived.
+    free: usize,
+}
+
 #[utoipa::path(get, path = "/movies", tag = "v1", security(("bearer" = [])),
-    summary = "The movies and their room sizes",
+    summary = "The movies, their room sizes and their free seats",
     responses(
-        (status = 200, body = Vec<Movie>),
+        (status = 200, body = Vec<MovieBody>),
         (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
 pub async fn movies<S: SeatStore>(
     State(app): State<AppState<S>>,
     _caller: Caller,
-) -> Result<axum::Json<Vec<Movie>>, AppError> {
-    Ok(axum::Json(app.store.movies().await?))
+) -> Result<axum::Json<Vec<MovieBody>>, AppError> {
+    let movies = app.store.movies().await?;
+    // In the seat maps' rounds: a crowd of pages polling the list shares their reads.
+    let rounds = futures_util::future::try_join_all(
+        movies
+            .iter()
+            .map(|movie| app.seat_maps.round(&app.store, movie)),
+    )
+    .await?;
+    let body = movies
+        .into_iter()
+        .zip(rounds)
+        .map(|(movie, round)| MovieBody {
+            free: movie.capacity().saturating_sub(round.taken.len()),
+            movie,
+        })
+        .collect();
+    Ok(axum::Json(body))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -196,38 +225,63 @@ pub async fn seat_map<S: SeatStore>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
     Path(movie_id): Path<String>,
-) -> Result<axum::Json<SeatMapBody>, AppError> {
+) -> Result<Response, AppError> {
     let movie = app.store.movie(&movie_id).await?;
-    let taken = app.store.seat_map(&movie.id).await?;
-    let server_time = Utc::now();
-    let mut taken = taken
-        .into_iter()
-        .map(|t| (t.seat_id.clone(), t))
-        .collect::<std::collections::HashMap<_, _>>();
+    let round = app.seat_maps.round(&app.store, &movie).await?;
+    let body = round.api(|round| render_map(&movie, round)).for_user(&user);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The API's seat map of a round, rendered once for every caller: `yours` is `false` of
+/// every seat, and each holder's seats are noted for `Marked::for_user` to mark on a copy.
+fn render_map(movie: &Movie, round: &Round) -> Marked {
+    let taken: HashMap<&SeatId, &TakenSeat> = round.taken.iter().map(|t| (&t.seat_id, t)).collect();
+    let mut holders = Vec::new();
     let seats = movie
         .seat_ids()
-        .map(|seat_id| match taken.remove(&seat_id) {
-            None => SeatBody {
-                seat_id,
-                state: "free",
+        .map(|seat_id| {
+            let seat = taken.get(&seat_id);
+            holders.push(seat.map(|t| &t.user_id));
+            SeatBody {
+                state: match seat {
+                    None => "free",
+                    Some(t) if t.confirmed => "booked",
+                    Some(_) => "held",
+                },
+                expires_at: seat.and_then(|t| t.expires_at),
                 yours: false,
-                expires_at: None,
-            },
-            Some(t) => SeatBody {
                 seat_id,
-                state: if t.confirmed { "booked" } else { "held" },
-                yours: t.user_id == user,
-                expires_at: t.expires_at,
-            },
+            }
         })
         .collect();
-    Ok(axum::Json(SeatMapBody {
-        movie_id: movie.id,
+    let body = serde_json::to_vec(&SeatMapBody {
+        movie_id: movie.id.clone(),
         rows: movie.rows,
         seats_per_row: movie.seats_per_row,
         seats,
-        server_time,
-    }))
+        server_time: round.read_at,
+    })
+    .expect("our bodies serialize");
+    // The seats' `"yours":false`, in seat order: nothing else in the body can match, as a
+    // quote inside a string is escaped.
+    const FALSE: &[u8] = br#""yours":false"#;
+    let mut marks: HashMap<UserId, Vec<usize>> = HashMap::new();
+    let mut from = 0;
+    for holder in holders {
+        let at = from
+            + body[from..]
+                .windows(FALSE.len())
+                .position(|w| w == FALSE)
+                .expect("every seat says whose it is");
+        from = at + FALSE.len();
+        if let Some(user) = holder {
+            marks
+                .entry(user.clone())
+                .or_default()
+                .push(from - "false".len());
+        }
+    }
+    Marked::new(body, marks)
 }
 
 #[utoipa::path(get, path = "/movies/{movie_id}/events", tag = "v1",
@@ -386,8 +440,8 @@ pub struct SessionsBody {
         (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
         (status = 404, description = "`movie_not_found`, `seat_not_found`", body = ErrorBody),
         (status = 409, description = "`seat_taken` (with `seats` and `suggestion`), `not_enough_seats` (with `free`), `idempotency_key_in_flight` (with `Retry-After`)", body = ErrorBody),
-        (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_body`, `invalid_seat_id`, `duplicate_seat`, `too_many_seats`, `idempotency_key_reused`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`: not JSON; `unsupported_content_encoding`: a `Content-Encoding` other than `identity` (with `Accept-Encoding: identity`)", body = ErrorBody),
+        (status = 422, description = "`invalid_body` (also JSON that is not an object), `invalid_seat_id`, `duplicate_seat`, `too_many_seats`, `idempotency_key_reused`", body = ErrorBody),
         (status = 429, description = "`hold_limit`; `rate_limited` (with `Retry-After`)", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]

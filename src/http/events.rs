@@ -36,10 +36,10 @@ pub struct SseEvent {
     /// The event's JSON, as text.
     data: String,
 }
-use super::seat_maps::{Rendered, SeatMaps};
+use super::seat_maps::Round;
 use super::sessions::rfc3339;
 use super::{AppError, AppState};
-use crate::domain::SeatId;
+use crate::domain::{Movie, SeatId};
 use crate::events::{Change, Message, Start, Subscription};
 use crate::store::SeatStore;
 
@@ -49,12 +49,11 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How long a browser waits before reconnecting a stream that ended.
 const RETRY: Duration = Duration::from_secs(2);
 
-/// What every stream of this process shares: the cap on how many are open, the signal that
-/// ends them all (graceful shutdown), and their snapshot reads.
+/// What every stream of this process shares: the cap on how many are open, and the signal
+/// that ends them all (graceful shutdown). Their snapshots are read in the seat maps' rounds.
 pub struct Streams {
     open: Arc<Semaphore>,
     stop: CancellationToken,
-    snapshots: SeatMaps,
 }
 
 impl Streams {
@@ -62,7 +61,6 @@ impl Streams {
         Self {
             open: Arc::new(Semaphore::new(max_open)),
             stop,
-            snapshots: SeatMaps::default(),
         }
     }
 }
@@ -125,7 +123,7 @@ pub async fn stream<S: SeatStore>(
         .and_then(|value| value.to_str().ok());
     // Subscribed before the snapshot is read, so nothing falls between the two.
     let Subscription { start, receiver } = app.store.events().subscribe(&movie.id, last_event_id);
-    let mut feed = Feed::new(app, movie.id, receiver, permit);
+    let mut feed = Feed::new(app, movie, receiver, permit);
     match start {
         Start::Snapshot { version } => {
             let snapshot = feed.snapshot(version).await?;
@@ -150,7 +148,7 @@ pub async fn stream<S: SeatStore>(
 /// One open stream.
 struct Feed<S> {
     app: AppState<S>,
-    movie_id: String,
+    movie: Movie,
     receiver: broadcast::Receiver<Message>,
     /// Events to send before waiting for more.
     pending: VecDeque<Event>,
@@ -164,14 +162,14 @@ impl<S> Feed<S> {
     /// as being sent.
     fn new(
         app: AppState<S>,
-        movie_id: String,
+        movie: Movie,
         receiver: broadcast::Receiver<Message>,
         permit: OwnedSemaphorePermit,
     ) -> Self {
         metrics::gauge!(crate::telemetry::EVENT_STREAMS).increment(1);
         Self {
             app,
-            movie_id,
+            movie,
             receiver,
             pending: VecDeque::new(),
             seen: 0,
@@ -221,7 +219,7 @@ impl<S: SeatStore> Feed<S> {
         let Message::Change { seq, change } = message else {
             return None;
         };
-        if *seq <= self.seen || change.movie_id != self.movie_id {
+        if *seq <= self.seen || change.movie_id != self.movie.id {
             return None;
         }
         let Change {
@@ -242,16 +240,13 @@ impl<S: SeatStore> Feed<S> {
     /// A `snapshot` event reflecting every message numbered up to `version`, from a read
     /// started after this call.
     async fn snapshot(&mut self, version: u64) -> Result<Event, AppError> {
-        let store = &self.app.store;
-        let movie_id = self.movie_id.as_str();
-        let Rendered { body, .. } = self
+        let round = self
             .app
-            .streams
-            .snapshots
-            .read(movie_id, || render(store, movie_id))
+            .seat_maps
+            .round(&self.app.store, &self.movie)
             .await?;
         self.seen = version;
-        let seats = std::str::from_utf8(&body).map_err(|_| AppError::Internal)?;
+        let seats = std::str::from_utf8(round.snapshot(render)).map_err(|_| AppError::Internal)?;
         let server_time = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         // The seats are rendered once for every stream that reads them together.
         let data =
@@ -260,25 +255,22 @@ impl<S: SeatStore> Feed<S> {
     }
 
     fn numbered(&self, kind: &str, seq: u64) -> Event {
-        let id = self.app.store.events().event_id(&self.movie_id, seq);
+        let id = self.app.store.events().event_id(&self.movie.id, seq);
         Event::default().event(kind).id(id)
     }
 }
 
-async fn render<S: SeatStore>(store: &S, movie_id: &str) -> Result<Rendered, AppError> {
-    let seats: Vec<SnapshotSeat> = store
-        .seat_map(movie_id)
-        .await?
-        .into_iter()
+fn render(round: &Round) -> axum::body::Bytes {
+    let seats: Vec<SnapshotSeat> = round
+        .taken
+        .iter()
         .map(|seat| SnapshotSeat {
-            seat_id: seat.seat_id,
+            seat_id: seat.seat_id.clone(),
             state: if seat.confirmed { "booked" } else { "held" },
             expires_at: seat.expires_at,
         })
         .collect();
-    let body = serde_json::to_vec(&seats).map_err(|_| AppError::Internal)?;
-    Ok(Rendered {
-        body: body.into(),
-        etag: String::new(),
-    })
+    serde_json::to_vec(&seats)
+        .expect("our bodies serialize")
+        .into()
 }

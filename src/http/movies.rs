@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::error::ErrorBody;
-use super::seat_maps::Rendered;
+use super::seat_maps::{Rendered, Round};
 use super::{AppError, AppState};
 use crate::domain::{Movie, SeatId};
 use crate::store::SeatStore;
@@ -56,41 +56,43 @@ pub async fn seat_map<S: SeatStore>(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let movie = app.store.movie(&movie_id).await?;
-    let Rendered { body, etag } = app
-        .seat_maps
-        .read(&movie.id, || render(&app.store, &movie.id))
-        .await?;
+    let round = app.seat_maps.round(&app.store, &movie).await?;
+    let Rendered { body, etag } = round.tutorial(render);
     let cache = [
         (header::ETAG, etag.clone()),
         (header::CACHE_CONTROL, "no-cache".to_owned()),
     ];
-    if matches_etag(&headers, &etag) {
+    if matches_etag(&headers, etag) {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
-    Ok((cache, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok((
+        cache,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.clone(),
+    )
+        .into_response())
 }
 
-async fn render<S: SeatStore>(store: &S, movie_id: &str) -> Result<Rendered, AppError> {
-    let seats: Vec<TakenSeatBody> = store
-        .seat_map(movie_id)
-        .await?
-        .into_iter()
+fn render(round: &Round) -> Rendered {
+    let seats: Vec<TakenSeatBody> = round
+        .taken
+        .iter()
         .map(|seat| TakenSeatBody {
-            seat_id: seat.seat_id,
+            seat_id: seat.seat_id.clone(),
             user_id: seat.user_id.public().to_owned(),
             booked: true,
             confirmed: seat.confirmed,
         })
         .collect();
-    let body = serde_json::to_vec(&seats).map_err(|_| AppError::Internal)?;
+    let body = serde_json::to_vec(&seats).expect("our bodies serialize");
     // Same build, same tag: DefaultHasher::new() uses fixed keys, so every server process
     // behind one load balancer agrees.
     let mut hasher = DefaultHasher::new();
     body.hash(&mut hasher);
-    Ok(Rendered {
+    Rendered {
         etag: format!("\"{:016x}\"", hasher.finish()),
         body: body.into(),
-    })
+    }
 }
 
 /// Whether `If-None-Match` names `etag` (or is `*`).

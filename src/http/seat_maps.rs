@@ -1,16 +1,74 @@
 //! Seat-map reads of one movie, shared: a request waits for a read that starts after it
-//! arrived and takes that read's rendered body, so a rush of polling clients costs one query
-//! and one JSON encoding per round instead of one per request, and no client is ever shown a
-//! map older than its request (a hold acknowledged before the request is in it).
+//! arrived and takes that read's outcome, so a rush of polling clients costs one query per
+//! round instead of one per request, and no client is ever shown a map older than its request
+//! (a hold acknowledged before the request is in it). Each round is rendered at most once for
+//! each format (the tutorial's map, the API's, a stream's snapshot), whoever asks for it.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Bytes;
+use chrono::{DateTime, Utc};
 
 use super::AppError;
+use crate::domain::{Movie, TakenSeat, UserId};
+use crate::store::SeatStore;
+use crate::telemetry;
+
+/// The seat maps of every movie, read in shared rounds.
+pub type SeatMaps = SharedReads<Arc<Round>>;
+
+impl SeatMaps {
+    /// A round of `movie`'s taken seats read after this call.
+    pub async fn round<S: SeatStore>(
+        &self,
+        store: &S,
+        movie: &Movie,
+    ) -> Result<Arc<Round>, AppError> {
+        self.read(&movie.id, || async {
+            let taken = store.seat_map(&movie.id).await?;
+            Ok(Arc::new(Round {
+                taken,
+                read_at: Utc::now(),
+                tutorial: OnceLock::new(),
+                api: OnceLock::new(),
+                snapshot: OnceLock::new(),
+            }))
+        })
+        .await
+    }
+}
+
+/// One read of a movie's taken seats, and its renderings, each made by the first request
+/// that needs it.
+pub struct Round {
+    /// In seat order.
+    pub taken: Vec<TakenSeat>,
+    /// When the read ended, on this server's clock.
+    pub read_at: DateTime<Utc>,
+    tutorial: OnceLock<Rendered>,
+    api: OnceLock<Marked>,
+    snapshot: OnceLock<Bytes>,
+}
+
+impl Round {
+    /// The tutorial's map, rendered by `render` the first time.
+    pub fn tutorial(&self, render: impl FnOnce(&Self) -> Rendered) -> &Rendered {
+        self.tutorial.get_or_init(|| render(self))
+    }
+
+    /// The API's map, rendered by `render` the first time.
+    pub fn api(&self, render: impl FnOnce(&Self) -> Marked) -> &Marked {
+        self.api.get_or_init(|| render(self))
+    }
+
+    /// A stream's snapshot, rendered by `render` the first time.
+    pub fn snapshot(&self, render: impl FnOnce(&Self) -> Bytes) -> &Bytes {
+        self.snapshot.get_or_init(|| render(self))
+    }
+}
 
 /// A seat map as sent: the JSON body and its entity tag.
 #[derive(Clone)]
@@ -19,31 +77,82 @@ pub struct Rendered {
     pub etag: String,
 }
 
-#[derive(Default)]
-pub struct SeatMaps {
+/// A body shared by every caller that says `"yours":false` of every seat, and where that
+/// `false` stands for the seats of each user.
+pub struct Marked {
+    body: Bytes,
+    marks: HashMap<UserId, Vec<usize>>,
+}
+
+impl Marked {
+    /// What `yours` says when it is not `false`: `true` and a space, as long, so marking a
+    /// seat moves nothing else in the body.
+    const YOURS: &[u8; 5] = b"true ";
+
+    /// `body`, where `false` begins at each of `marks[user]` for the seats of `user`.
+    pub fn new(body: Vec<u8>, marks: HashMap<UserId, Vec<usize>>) -> Self {
+        debug_assert!(
+            marks
+                .values()
+                .flatten()
+                .all(|&at| body[at..].starts_with(b"false"))
+        );
+        Self {
+            body: body.into(),
+            marks,
+        }
+    }
+
+    /// The body as `user` sees it: the shared one, or, if they have seats here, a copy with
+    /// those seats marked theirs.
+    pub fn for_user(&self, user: &UserId) -> Bytes {
+        let Some(marks) = self.marks.get(user) else {
+            return self.body.clone();
+        };
+        let mut body = self.body.to_vec();
+        for &at in marks {
+            body[at..at + Self::YOURS.len()].copy_from_slice(Self::YOURS);
+        }
+        body.into()
+    }
+}
+
+/// Reads of one key at a time, each shared by the requests that arrived before it started.
+pub struct SharedReads<T> {
     /// One entry per movie that was read; movies are checked to exist first, so this stays
     /// as small as the programme.
-    movies: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Latest>>>>>,
+    movies: Mutex<HashMap<String, Slot<T>>>,
     /// Orders arrivals and read starts: a read serves the requests whose arrival it follows.
     clock: AtomicU64,
 }
 
-/// The last read of a movie, when it started, and how it ended.
-struct Latest {
-    started: u64,
-    outcome: Result<Rendered, AppError>,
+impl<T> Default for SharedReads<T> {
+    fn default() -> Self {
+        Self {
+            movies: Mutex::default(),
+            clock: AtomicU64::default(),
+        }
+    }
 }
 
-impl SeatMaps {
-    /// The seat map of `movie_id`, from a `render` started after this call: either one this
-    /// call runs or one a concurrent call started later and already finished. Reads of one
-    /// movie run one at a time. A failed read is shared too, so that while the database is
-    /// down a queue of requests is answered 503 together rather than one timeout after
-    /// another.
-    pub async fn read<F, Fut>(&self, movie_id: &str, render: F) -> Result<Rendered, AppError>
+/// A movie's last read, locked while the next one runs.
+type Slot<T> = Arc<tokio::sync::Mutex<Option<Latest<T>>>>;
+
+/// The last read of a movie, when it started, and how it ended.
+struct Latest<T> {
+    started: u64,
+    outcome: Result<T, AppError>,
+}
+
+impl<T: Clone> SharedReads<T> {
+    /// The outcome of a `read` of `movie_id` started after this call: either one this call
+    /// runs or one a concurrent call started later and already finished. Reads of one movie
+    /// run one at a time. A failed read is shared too, so that while the database is down a
+    /// queue of requests is answered 503 together rather than one timeout after another.
+    pub async fn read<F, Fut>(&self, movie_id: &str, read: F) -> Result<T, AppError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Rendered, AppError>>,
+        Fut: Future<Output = Result<T, AppError>>,
     {
         let latest = {
             let mut movies = self.movies.lock().expect("seat-map table poisoned");
@@ -54,19 +163,38 @@ impl SeatMaps {
             }
         };
         let arrived = self.clock.fetch_add(1, Ordering::SeqCst);
+        let waiting = Waiting::start();
         let mut latest = latest.lock().await;
+        drop(waiting);
         if let Some(last) = latest.as_ref()
             && last.started > arrived
         {
             return last.outcome.clone();
         }
         let started = self.clock.fetch_add(1, Ordering::SeqCst);
-        let outcome = render().await;
+        metrics::counter!(telemetry::SEAT_MAP_READS).increment(1);
+        let outcome = read().await;
         *latest = Some(Latest {
             started,
             outcome: outcome.clone(),
         });
         outcome
+    }
+}
+
+/// A request counted in the waiting gauge until dropped, however it ends.
+struct Waiting;
+
+impl Waiting {
+    fn start() -> Self {
+        metrics::gauge!(telemetry::SEAT_MAP_WAITING).increment(1);
+        Self
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        metrics::gauge!(telemetry::SEAT_MAP_WAITING).decrement(1);
     }
 }
 
@@ -98,25 +226,24 @@ mod tests {
             self.renders.load(Ordering::SeqCst)
         }
 
-        async fn render(&self) -> Result<Rendered, AppError> {
+        async fn render(&self) -> Result<Bytes, AppError> {
             let n = self.renders.fetch_add(1, Ordering::SeqCst) + 1;
             self.permits.acquire().await.expect("open").forget();
             if n >= self.failing_from {
                 return Err(AppError::Unavailable);
             }
-            Ok(Rendered {
-                body: Bytes::from(n.to_string()),
-                etag: format!("\"{n}\""),
-            })
+            Ok(Bytes::from(n.to_string()))
         }
     }
 
     /// What a request was given: the body, or the error code.
     type Answer = Result<Bytes, &'static str>;
 
-    async fn read(maps: &SeatMaps, gate: &Gate) -> Answer {
+    type Reads = SharedReads<Bytes>;
+
+    async fn read(maps: &Reads, gate: &Gate) -> Answer {
         let outcome = maps.read("inception", || gate.render()).await;
-        outcome.map(|r| r.body).map_err(|e| match e {
+        outcome.map_err(|e| match e {
             AppError::Unavailable => "unavailable",
             _ => "other",
         })
@@ -133,8 +260,8 @@ mod tests {
     /// A first read is under way when ten more requests arrive; then the reads finish one
     /// by one. Returns the first request's answer and the ten's.
     async fn ten_arrive_during_a_read(gate: Arc<Gate>) -> (Answer, Vec<Answer>) {
-        let maps = Arc::new(SeatMaps::default());
-        let spawn = |maps: Arc<SeatMaps>, gate: Arc<Gate>| {
+        let maps = Arc::new(Reads::default());
+        let spawn = |maps: Arc<Reads>, gate: Arc<Gate>| {
             tokio::spawn(async move { read(&maps, &gate).await })
         };
         let first = spawn(maps.clone(), gate.clone());
@@ -179,9 +306,31 @@ mod tests {
         assert_eq!(later, vec![Err("unavailable"); 10]);
     }
 
+    #[test]
+    fn a_shared_body_is_marked_for_its_holders_only_and_stays_json() {
+        let body = br#"[{"yours":false},{"yours":false},{"yours":false}]"#.to_vec();
+        let (alice, bob) = (
+            UserId::parse("alice".into()).unwrap(),
+            UserId::parse("bob".into()).unwrap(),
+        );
+        let marked = Marked::new(body.clone(), HashMap::from([(alice.clone(), vec![10, 42])]));
+        let parse = |b: Bytes| serde_json::from_slice::<serde_json::Value>(&b).unwrap();
+        assert_eq!(
+            parse(marked.for_user(&alice)),
+            serde_json::json!([{"yours": true}, {"yours": false}, {"yours": true}])
+        );
+        let shared = marked.for_user(&bob);
+        assert_eq!(shared, Bytes::from(body));
+        assert_eq!(
+            shared.as_ptr(),
+            marked.for_user(&bob).as_ptr(),
+            "not copied"
+        );
+    }
+
     #[tokio::test]
     async fn a_request_after_a_finished_read_reads_again() {
-        let maps = SeatMaps::default();
+        let maps = Reads::default();
         let gate = Gate::new(3, 2);
         assert_eq!(read(&maps, &gate).await, Ok(Bytes::from("1")));
         assert_eq!(read(&maps, &gate).await, Err("unavailable"));
