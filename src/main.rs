@@ -12,6 +12,9 @@ use futures_util::TryStreamExt;
 use sqlx::{Connection, PgConnection};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Transactional cinema seat-booking server.
 ///
 /// Serves the seat-map page and its API on BIND_ADDR. Every setting comes from the

@@ -34,7 +34,10 @@ pub fn run(
     let told_file = tempfile::NamedTempFile::new().unwrap();
     let tokens_file = tempfile::NamedTempFile::new().unwrap();
     if scenario == Scenario::GroupHolds {
-        tokens = identities(GROUP_USERS).into_iter().map(|(_, token)| token).collect();
+        tokens = identities(GROUP_USERS)
+            .into_iter()
+            .map(|(_, token)| token)
+            .collect();
     }
     std::fs::write(tokens_file.path(), tokens.join("\n")).unwrap();
     let threads = clients.min(2);

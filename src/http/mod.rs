@@ -45,16 +45,33 @@ use extract::Json;
 use seat_maps::SeatMaps;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone)]
-pub struct AppState<S> {
+/// What every handler shares, behind one `Arc`: extractors and middleware clone it for every
+/// request, and one counter costs less than one per field.
+pub struct AppState<S>(Arc<Shared<S>>);
+
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<S> std::ops::Deref for AppState<S> {
+    type Target = Shared<S>;
+
+    fn deref(&self) -> &Shared<S> {
+        &self.0
+    }
+}
+
+pub struct Shared<S> {
     pub store: S,
-    pub seat_maps: Arc<SeatMaps>,
-    pub streams: Arc<Streams>,
+    pub seat_maps: SeatMaps,
+    pub streams: Streams,
     /// `REPORTS_TOKEN`; `None`: the reports route is off.
     pub reports_token: Option<Arc<str>>,
-    pub api: Arc<api::Api>,
+    pub api: api::Api,
     pub openapi: openapi::Document,
-    pub limiter: Arc<limits::Limiter>,
+    pub limiter: limits::Limiter,
 }
 
 /// The body of hold, confirm and release: who is asking.
@@ -113,22 +130,22 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
     router
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .fallback_service(page)
-        .with_state(AppState {
+        .with_state(AppState(Arc::new(Shared {
             store,
-            seat_maps: Arc::default(),
-            streams: Arc::new(Streams::new(config.max_event_streams, stop_streams)),
+            seat_maps: SeatMaps::default(),
+            streams: Streams::new(config.max_event_streams, stop_streams),
             reports_token: config.reports_token.as_deref().map(Arc::from),
             openapi: openapi::Document(document.into()),
-            limiter: Arc::new(limits::Limiter::new(&config.rate_limits)),
-            api: Arc::new(api::Api {
+            limiter: limits::Limiter::new(&config.rate_limits),
+            api: api::Api {
                 signing: api::Signing::new(
                     config.identity_secret.clone(),
                     config.identity_secret_previous.clone(),
                 ),
                 max_seats_per_hold: config.max_seats_per_hold,
                 max_holds_per_user: config.hold.max_holds_per_user,
-            }),
-        })
+            },
+        })))
         .layer(
             ServiceBuilder::new()
                 .layer(RequestBodyDeadlineLayer::new(config.body_read_timeout))
