@@ -124,6 +124,9 @@ pub struct SharedReads<T> {
     movies: Mutex<HashMap<String, Slot<T>>>,
     /// Orders arrivals and read starts: a read serves the requests whose arrival it follows.
     clock: AtomicU64,
+    /// The metrics' handles, looked up once rather than on every request.
+    reads: metrics::Counter,
+    waiting: metrics::Gauge,
 }
 
 impl<T> Default for SharedReads<T> {
@@ -131,6 +134,8 @@ impl<T> Default for SharedReads<T> {
         Self {
             movies: Mutex::default(),
             clock: AtomicU64::default(),
+            reads: metrics::counter!(telemetry::SEAT_MAP_READS),
+            waiting: metrics::gauge!(telemetry::SEAT_MAP_WAITING),
         }
     }
 }
@@ -163,7 +168,7 @@ impl<T: Clone> SharedReads<T> {
             }
         };
         let arrived = self.clock.fetch_add(1, Ordering::SeqCst);
-        let waiting = Waiting::start();
+        let waiting = Waiting::start(&self.waiting);
         let mut latest = latest.lock().await;
         drop(waiting);
         if let Some(last) = latest.as_ref()
@@ -172,7 +177,7 @@ impl<T: Clone> SharedReads<T> {
             return last.outcome.clone();
         }
         let started = self.clock.fetch_add(1, Ordering::SeqCst);
-        metrics::counter!(telemetry::SEAT_MAP_READS).increment(1);
+        self.reads.increment(1);
         let outcome = read().await;
         *latest = Some(Latest {
             started,
@@ -183,18 +188,18 @@ impl<T: Clone> SharedReads<T> {
 }
 
 /// A request counted in the waiting gauge until dropped, however it ends.
-struct Waiting;
+struct Waiting<'a>(&'a metrics::Gauge);
 
-impl Waiting {
-    fn start() -> Self {
-        metrics::gauge!(telemetry::SEAT_MAP_WAITING).increment(1);
-        Self
+impl<'a> Waiting<'a> {
+    fn start(gauge: &'a metrics::Gauge) -> Self {
+        gauge.increment(1);
+        Self(gauge)
     }
 }
 
-impl Drop for Waiting {
+impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        metrics::gauge!(telemetry::SEAT_MAP_WAITING).decrement(1);
+        self.0.decrement(1);
     }
 }
 
