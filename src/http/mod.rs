@@ -151,8 +151,6 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
                 .layer(RequestBodyDeadlineLayer::new(config.body_read_timeout))
                 .map_request(|request: Request<DeadlineBody<Body>>| request.map(Body::new))
                 .layer(TraceLayer::new_for_http())
-                .layer(middleware::from_fn(measure))
-                .layer(middleware::from_fn(json_errors))
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::X_CONTENT_TYPE_OPTIONS,
                     HeaderValue::from_static("nosniff"),
@@ -166,28 +164,37 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
                     header::REFERRER_POLICY,
                     HeaderValue::from_static("no-referrer"),
                 ))
-                .layer(middleware::from_fn(sound_target))
+                .layer(middleware::from_fn_with_state(config.request_timeout, edge))
                 // A bug that panics answers 500 JSON rather than dropping the connection,
                 // which a client could only take for an outcome unknown.
-                .layer(CatchPanicLayer::custom(panic_response))
-                .layer(middleware::from_fn_with_state(
-                    config.request_timeout,
-                    deadline,
-                )),
+                .layer(CatchPanicLayer::custom(panic_response)),
         )
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+}
+
+/// Every request's way in and out, in one middleware (each `from_fn` layer clones the stack
+/// below it and boxes a future for every request; BENCHMARKS.md, "Seat maps"): it is measured,
+/// refused if its target is broken, given its deadline, and any error answer becomes JSON.
+async fn edge(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    let measured = Measured::start(&request);
+    let response = match sound_target(request.uri()) {
+        Ok(()) => deadline(timeout, request, next).await,
+        Err(refusal) => refusal.into_response(),
+    };
+    let response = json_errors(response);
+    measured.record(&response);
+    response
 }
 
 /// Refuses a request target no route could mean before anything reads it: one without a
 /// leading slash (`GET a HTTP/1.1`, `OPTIONS *`), or with a control character such as NUL in
 /// its path or query once decoded, which no id has and PostgreSQL refuses in text.
-async fn sound_target(request: Request, next: Next) -> Response {
-    let uri = request.uri();
+fn sound_target(uri: &axum::http::Uri) -> Result<(), AppError> {
     let control = |part: &str| percent_decode_str(part).any(|byte| byte.is_ascii_control());
     if !uri.path().starts_with('/') || control(uri.path()) || uri.query().is_some_and(control) {
-        return AppError::InvalidTarget.into_response();
+        return Err(AppError::InvalidTarget);
     }
-    next.run(request).await
+    Ok(())
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -197,7 +204,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// Answers a request that runs past `timeout`. A read has done nothing, so it may be retried;
 /// a change may have been under way when it was cut short (the database's deadlines are set to
 /// fire before this one, so this is rare), so it may or may not have taken effect.
-async fn deadline(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+async fn deadline(timeout: Duration, request: Request, next: Next) -> Response {
     let change = !request.method().is_safe();
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
@@ -206,28 +213,44 @@ async fn deadline(State(timeout): State<Duration>, request: Request, next: Next)
     }
 }
 
-/// Counts each request by route (the pattern, not the path, so that ids don't make a label
-/// each), method and status, and times it.
-async fn measure(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "static".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().to_string();
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::histogram!(telemetry::HTTP_DURATION, "route" => route.clone(), "method" => method.clone())
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!(telemetry::HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
-        .increment(1);
-    response
+/// A request being counted by route (the pattern, not the path, so that ids don't make a
+/// label each), method and status, and timed.
+struct Measured {
+    route: String,
+    method: String,
+    started: std::time::Instant,
+}
+
+impl Measured {
+    fn start(request: &Request) -> Self {
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or_else(|| "static".to_owned(), |path| path.as_str().to_owned());
+        Self {
+            route,
+            method: request.method().to_string(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn record(self, response: &Response) {
+        let Self {
+            route,
+            method,
+            started,
+        } = self;
+        let status = response.status().as_u16().to_string();
+        metrics::histogram!(telemetry::HTTP_DURATION, "route" => route.clone(), "method" => method.clone())
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!(telemetry::HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
+            .increment(1);
+    }
 }
 
 /// Turns any error response that is not already JSON (a framework rejection, a static-file
 /// error) into the `{"error", "code"}` shape, so clients can rely on it for every status.
-async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+fn json_errors(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
