@@ -63,6 +63,7 @@ impl<S> std::ops::Deref for AppState<S> {
     }
 }
 
+/// The store, the seat maps' rounds, the streams, the settings the routes need.
 pub struct Shared<S> {
     pub store: S,
     pub seat_maps: SeatMaps,
