@@ -146,14 +146,25 @@ type Slot<T> = Arc<tokio::sync::Mutex<Option<Latest<T>>>>;
 /// The last read of a movie, when it started, and how it ended.
 struct Latest<T> {
     started: u64,
+    finished: u64,
     outcome: Result<T, AppError>,
+}
+
+impl<T> Latest<T> {
+    /// Whether this read answers a request that arrived at `arrived`: it started later (so it
+    /// shows everything acknowledged before), or it failed after (an outage is no older map,
+    /// and reading again would make the request wait for two reads to fail).
+    fn answers(&self, arrived: u64) -> bool {
+        self.started > arrived || (self.outcome.is_err() && self.finished > arrived)
+    }
 }
 
 impl<T: Clone> SharedReads<T> {
     /// The outcome of a `read` of `movie_id` started after this call: either one this call
     /// runs or one a concurrent call started later and already finished. Reads of one movie
-    /// run one at a time. A failed read is shared too, so that while the database is down a
-    /// queue of requests is answered 503 together rather than one timeout after another.
+    /// run one at a time. A failed read is shared too, with every request that arrived before
+    /// it failed, so that while the database is down a queue of requests is answered 503
+    /// together, each within one read's time, rather than one timeout after another.
     pub async fn read<F, Fut>(&self, movie_id: &str, read: F) -> Result<T, AppError>
     where
         F: FnOnce() -> Fut,
@@ -172,7 +183,7 @@ impl<T: Clone> SharedReads<T> {
         let mut latest = latest.lock().await;
         drop(waiting);
         if let Some(last) = latest.as_ref()
-            && last.started > arrived
+            && last.answers(arrived)
         {
             return last.outcome.clone();
         }
@@ -181,6 +192,7 @@ impl<T: Clone> SharedReads<T> {
         let outcome = read().await;
         *latest = Some(Latest {
             started,
+            finished: self.clock.fetch_add(1, Ordering::SeqCst),
             outcome: outcome.clone(),
         });
         outcome
@@ -309,6 +321,31 @@ mod tests {
         let (first, later) = ten_arrive_during_a_read(Gate::new(0, 2)).await;
         assert_eq!(first, Ok(Bytes::from("1")));
         assert_eq!(later, vec![Err("unavailable"); 10]);
+    }
+
+    /// An outage is no older map: those who arrived while a read was failing get its failure
+    /// at once rather than waiting for a read of their own to fail too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_that_fails_answers_those_who_arrived_while_it_ran() {
+        let maps = Arc::new(Reads::default());
+        let gate = Gate::new(0, 1);
+        let spawn = || {
+            let (maps, gate) = (maps.clone(), gate.clone());
+            tokio::spawn(async move { read(&maps, &gate).await })
+        };
+        let first = spawn();
+        until("the first read started", || gate.renders() == 1).await;
+        let later: Vec<_> = (0..10).map(|_| spawn()).collect();
+        until("the ten arrived", || {
+            maps.clock.load(Ordering::SeqCst) == 12
+        })
+        .await;
+        gate.permits.add_permits(1);
+        assert_eq!(first.await.unwrap(), Err("unavailable"));
+        for request in later {
+            assert_eq!(request.await.unwrap(), Err("unavailable"));
+        }
+        assert_eq!(gate.renders(), 1, "one failed read for eleven requests");
     }
 
     #[test]
