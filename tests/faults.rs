@@ -386,8 +386,9 @@ async fn an_exhausted_pool_answers_503_with_retry_after_quickly_and_memory_stays
             assert!(retry_after, "503 without Retry-After");
             // A connection is waited for 1 s (DB_ACQUIRE_TIMEOUT_SECS), then refused. A map
             // request waits for the read under way when it arrived (it may not be shown a map
-            // older than itself) and then for its own: two such waits at most.
-            assert!(*secs < 2.0 * 1.0 + 0.6, "a 503 took {secs} s");
+            // older than itself; a slowed statement after up to 1 s of waiting) and then for
+            // its own: two such reads at most.
+            assert!(*secs < 3.0, "a 503 took {secs} s");
         }
     }
     assert!(
