@@ -258,6 +258,9 @@ impl BookingReference {
     }
 }
 
+/// Longest `Idempotency-Key` accepted: 1 to this many visible ASCII characters.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
 /// A hold session id (a UUID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]

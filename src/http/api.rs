@@ -19,16 +19,16 @@ use super::seat_maps::{Marked, Round};
 use super::sessions::rfc3339;
 use super::{AppError, AppState, Json};
 use crate::config::Secret;
-use crate::domain::{Booking, BookingReference, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
+use crate::domain::{
+    Booking, BookingReference, Hold, MAX_IDEMPOTENCY_KEY_LEN, Movie, SeatId, SessionId, TakenSeat,
+    UserId,
+};
 use crate::identity::Identities;
 use crate::seating::Room;
 use crate::store::{
     Claim, Command, Effect, Keyed, Replay, SeatStore, SessionInfo, SessionStatus, StoreError,
     StoreResult, Want,
 };
-
-/// Longest `Idempotency-Key` accepted.
-pub const MAX_KEY_LEN: usize = 255;
 
 /// Signs and checks tokens, with the secret of the settings or else the store's, read once.
 pub struct Signing {
@@ -94,7 +94,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             return Ok(Self(None));
         };
         let key = value.as_bytes();
-        let valid = (1..=MAX_KEY_LEN).contains(&key.len()) && key.iter().all(u8::is_ascii_graphic);
+        let valid = (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&key.len())
+            && key.iter().all(u8::is_ascii_graphic);
         if !valid {
             return Err(AppError::InvalidIdempotencyKey);
         }

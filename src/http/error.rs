@@ -212,7 +212,7 @@ impl AppError {
                 "invalid_idempotency_key",
                 format!(
                     "an Idempotency-Key is 1 to {} visible ASCII characters",
-                    super::api::MAX_KEY_LEN
+                    crate::domain::MAX_IDEMPOTENCY_KEY_LEN
                 ),
             ),
             InvalidToken => (
