@@ -784,6 +784,50 @@ async fn an_unreachable_database_answers_503_with_retry_after() {
     assert_eq!(live.status(), StatusCode::OK);
 }
 
+/// The pool hands out a connection in use a moment ago unchecked, but checks one that sat
+/// idle: one the database ended meanwhile (a restart, an idle timeout) is replaced, and the
+/// request it would have served is answered, not refused.
+#[tokio::test]
+async fn a_connection_ended_while_idle_is_replaced_not_a_503() {
+    let db = TestDb::new().await;
+    let mut config = test_config();
+    config.pool.max_connections = 1;
+    let store = PgStore::connect(
+        &db.url,
+        None,
+        &config.pool,
+        config.hold,
+        config.hold_queue(),
+    )
+    .await
+    .unwrap();
+    let app = TestApp::spawn(store, config).await;
+    let map = || app.client.get(app.url("/movies/inception/seats")).send();
+    assert_eq!(map().await.unwrap().status(), StatusCode::OK);
+    let mut admin = sqlx::PgConnection::connect(&common::admin_url())
+        .await
+        .unwrap();
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1",
+    )
+    .bind(&db.name)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    // The pool's one connection, and the change feed's.
+    assert!(ended.iter().all(|&e| e) && !ended.is_empty(), "{ended:?}");
+    // What is awaited is time itself: the connection has to have been idle long enough to be
+    // checked (`CHECK_IDLE_AFTER` in the store).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let response = map().await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{}",
+        response.text().await.unwrap()
+    );
+}
+
 #[tokio::test]
 async fn a_database_refusing_connections_answers_503() {
     let db = TestDb::new().await;

@@ -380,8 +380,24 @@ fn lazy_pool(url: &str, settings: &PoolSettings) -> StoreResult<PgPool> {
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
+        // sqlx pings every idle connection it hands out: a round trip before each read or
+        // change, which doubled a seat-map read's time (BENCHMARKS.md, "Seat maps"). A
+        // connection in use a moment ago is alive; one idle for longer (across a restart of
+        // the database, say) is still checked, and replaced if dead.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= CHECK_IDLE_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options))
 }
+
+/// How long a pooled connection may sit idle and still be handed out unchecked.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// The database's own deadlines, in milliseconds, every connection of the store runs with: a
 /// statement (lock waits included), a lock wait, and a transaction left idle (by a client that
