@@ -18,6 +18,9 @@ pub struct Config {
     /// migrations and the listening connection. `None`: `database_url`.
     pub database_direct_url: Option<String>,
     pub bind_addr: SocketAddr,
+    /// Where `GET /metrics` is served (`METRICS_ADDR`): a listener of its own, off the public
+    /// one.
+    pub metrics_addr: SocketAddr,
     pub hold: HoldPolicy,
     pub reaper_interval: Duration,
     pub reaper_batch_size: u32,
@@ -94,6 +97,7 @@ impl Default for Config {
             database_url: None,
             database_direct_url: None,
             bind_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
             hold: HoldPolicy {
                 ttl: Duration::from_secs(120),
                 max_holds_per_user: 8,
@@ -150,6 +154,7 @@ impl Config {
             database_url: get("DATABASE_URL"),
             database_direct_url: get("DATABASE_DIRECT_URL"),
             bind_addr: parse(&get, "BIND_ADDR", d.bind_addr)?,
+            metrics_addr: parse(&get, "METRICS_ADDR", d.metrics_addr)?,
             hold: HoldPolicy {
                 ttl: seconds(&get, "HOLD_TTL_SECS", d.hold.ttl)?,
                 max_holds_per_user: positive(
@@ -382,6 +387,7 @@ mod tests {
         let config = from(&[]).unwrap();
         assert_eq!(config.database_url, None);
         assert_eq!(config.bind_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.metrics_addr.to_string(), "127.0.0.1:9464");
         assert_eq!(config.hold.ttl, Duration::from_secs(120));
         assert_eq!(config.hold.max_holds_per_user, 8);
         assert_eq!(config.hold_queue().capacity, 4096);
@@ -440,6 +446,7 @@ mod tests {
         let config = from(&[
             ("DATABASE_URL", "postgres://x/y"),
             ("BIND_ADDR", "127.0.0.1:9000"),
+            ("METRICS_ADDR", "0.0.0.0:9100"),
             ("HOLD_TTL_SECS", "0.5"),
             ("MAX_HOLDS_PER_USER", "3"),
             ("DB_MAX_CONNECTIONS", "32"),
@@ -457,6 +464,7 @@ mod tests {
         );
         assert_eq!(config.database_url.as_deref(), Some("postgres://x/y"));
         assert_eq!(config.bind_addr.port(), 9000);
+        assert_eq!(config.metrics_addr.to_string(), "0.0.0.0:9100");
         assert_eq!(config.hold.ttl, Duration::from_millis(500));
         assert_eq!(config.hold.max_holds_per_user, 3);
         assert_eq!(config.pool.max_connections, 32);

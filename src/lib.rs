@@ -21,9 +21,31 @@ use store::{MemoryStore, PgStore, SeatStore};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The server's two listeners: the public one (`BIND_ADDR`), and the metrics' own
+/// (`METRICS_ADDR`).
+pub struct Listeners {
+    pub public: TcpListener,
+    pub metrics: TcpListener,
+}
+
+impl Listeners {
+    /// Binds both addresses of `config`.
+    pub async fn bind(config: &Config) -> std::io::Result<Self> {
+        let bind = |addr| async move {
+            TcpListener::bind(addr).await.map_err(|error| {
+                std::io::Error::new(error.kind(), format!("cannot listen on {addr}: {error}"))
+            })
+        };
+        Ok(Self {
+            public: bind(config.bind_addr).await?,
+            metrics: bind(config.metrics_addr).await?,
+        })
+    }
+}
+
 /// Binds, picks the store, and serves until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), BoxError> {
-    let listener = TcpListener::bind(config.bind_addr).await?;
+    let listener = Listeners::bind(&config).await?;
     match &config.database_url {
         Some(url) => {
             let store = PgStore::connect(
@@ -55,10 +77,10 @@ pub async fn run(config: Config) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Serves `store` on `listener` with the reaper running, until `shutdown` completes; then
+/// Serves `store` on `listeners` with the reaper running, until `shutdown` completes; then
 /// finishes the requests in flight.
 pub async fn serve<S: SeatStore>(
-    listener: TcpListener,
+    listeners: Listeners,
     store: S,
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -68,7 +90,8 @@ pub async fn serve<S: SeatStore>(
         config.reaper_interval,
         config.reaper_batch_size,
     );
-    tracing::info!(addr = %listener.local_addr()?, "listening");
+    tracing::info!(addr = %listeners.metrics.local_addr()?, "serving metrics");
+    tracing::info!(addr = %listeners.public.local_addr()?, "listening");
     // Event streams never end by themselves: they are ended first, so that the requests in
     // flight can finish.
     let stop_streams = tokio_util::sync::CancellationToken::new();
@@ -79,8 +102,15 @@ pub async fn serve<S: SeatStore>(
             stop_streams.cancel();
         }
     };
+    let metrics = http::connections::serve(
+        listeners.metrics,
+        http::metrics_app(store.clone()),
+        config.connections,
+        stop_streams.clone().cancelled_owned(),
+    );
     let app = app(store, config, stop_streams);
-    http::connections::serve(listener, app, config.connections, shutdown).await;
+    let public = http::connections::serve(listeners.public, app, config.connections, shutdown);
+    tokio::join!(public, metrics);
     reaper.abort();
     tracing::info!("stopped");
     Ok(())

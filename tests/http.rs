@@ -1047,7 +1047,7 @@ async fn metrics_count_requests_holds_batches_and_connections() {
         db,
     };
     let scrape = || async {
-        let response = f.send(Method::GET, "/metrics", None).await;
+        let response = f.app.client.get(f.app.metrics_url()).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let kind = response.headers()[header::CONTENT_TYPE]
             .to_str()

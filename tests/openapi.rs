@@ -151,8 +151,6 @@ async fn every_documented_operation_answers_as_documented() {
         .await;
     c.call(M::GET, "/readyz", "/readyz", None, None, S::OK)
         .await;
-    c.call(M::GET, "/metrics", "/metrics", None, None, S::OK)
-        .await;
     let report = "/reports/{name}";
     c.call(
         M::GET,

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 async fn metric(app: &TestApp, name: &str) -> f64 {
     let body = app
         .client
-        .get(app.url("/metrics"))
+        .get(app.metrics_url())
         .send()
         .await
         .unwrap()

@@ -1,5 +1,5 @@
 //! Liveness (`/healthz`: the process answers), readiness (`/readyz`: so does the store) and
-//! the metrics (`/metrics`, Prometheus text format).
+//! the metrics (`/metrics`, Prometheus text format, on a listener of their own).
 
 use axum::extract::State;
 use axum::http::header;
@@ -17,11 +17,9 @@ pub async fn live() -> axum::Json<Value> {
     axum::Json(json!({ "status": "ok" }))
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    summary = "Prometheus metrics",
-    responses((status = 200, content_type = "text/plain", body = String)))]
-pub async fn metrics<S: SeatStore>(State(app): State<AppState<S>>) -> impl IntoResponse {
-    app.store.observe();
+/// Prometheus metrics, served on the metrics listener (`crate::http::metrics_app`).
+pub async fn metrics<S: SeatStore>(State(store): State<S>) -> impl IntoResponse {
+    store.observe();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::telemetry::handle().render(),

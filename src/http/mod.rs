@@ -4,7 +4,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::handler::HandlerWithoutStateExt;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
@@ -117,7 +117,6 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
         .routes(routes!(reports::report))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
-        .routes(routes!(health::metrics))
         .routes(routes!(openapi::document));
     let mut routes = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/api/v1", v1)
@@ -173,6 +172,18 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
 }
 
+/// The metrics, on a listener of their own (`METRICS_ADDR`): Prometheus scrapes them there,
+/// and the public listener doesn't serve them.
+pub fn metrics_app<S: SeatStore>(store: S) -> Router {
+    telemetry::handle();
+    #[allow(clippy::disallowed_methods)] // one route, kept out of the public document
+    Router::new()
+        .route("/metrics", axum::routing::get(health::metrics::<S>))
+        .fallback(|| async { AppError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .with_state(store)
+}
+
 /// Every request's way in and out, in one middleware (each `from_fn` layer clones the stack
 /// below it and boxes a future for every request; BENCHMARKS.md, "Seat maps"): it is measured,
 /// refused if its target is broken, given its deadline, and any error answer becomes JSON.
@@ -215,10 +226,12 @@ async fn deadline(timeout: Duration, request: Request, next: Next) -> Response {
 }
 
 /// A request being counted by route (the pattern, not the path, so that ids don't make a
-/// label each), method and status, and timed.
+/// label each), method and status, and timed. Every label comes from a set the server knows,
+/// so no request can add series: the routes are the router's, the methods are HTTP's own
+/// (anything else is `other`), and the statuses are the ones it answers.
 struct Measured {
     route: String,
-    method: String,
+    method: &'static str,
     started: std::time::Instant,
 }
 
@@ -230,7 +243,7 @@ impl Measured {
             .map_or_else(|| "static".to_owned(), |path| path.as_str().to_owned());
         Self {
             route,
-            method: request.method().to_string(),
+            method: method_label(request.method()),
             started: std::time::Instant::now(),
         }
     }
@@ -242,11 +255,29 @@ impl Measured {
             started,
         } = self;
         let status = response.status().as_u16().to_string();
-        metrics::histogram!(telemetry::HTTP_DURATION, "route" => route.clone(), "method" => method.clone())
+        metrics::histogram!(telemetry::HTTP_DURATION, "route" => route.clone(), "method" => method)
             .record(started.elapsed().as_secs_f64());
         metrics::counter!(telemetry::HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
             .increment(1);
     }
+}
+
+/// A method's metrics label: the methods of HTTP's own specifications, or `other`.
+fn method_label(method: &Method) -> &'static str {
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ]
+    .iter()
+    .find(|known| *known == method)
+    .map_or("other", Method::as_str)
 }
 
 /// Turns any error response that is not already JSON (a framework rejection, a static-file

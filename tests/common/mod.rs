@@ -23,7 +23,6 @@ use boxoffice::store::{HoldPolicy, MemoryStore, PgStore, SeatStore};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub const LONG_TTL: Duration = Duration::from_secs(120);
@@ -185,6 +184,8 @@ pub fn server_binary() -> std::process::Command {
             "STATIC_DIR",
             Path::new(env!("CARGO_MANIFEST_DIR")).join("static"),
         )
+        // Many servers run at once: each takes a free port for its metrics.
+        .env("METRICS_ADDR", "127.0.0.1:0")
         .current_dir(std::env::temp_dir());
     command
 }
@@ -293,6 +294,7 @@ impl Backend for Pooled {
 pub fn test_config() -> Config {
     Config {
         bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         static_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("static"),
         ..Config::default()
     }
@@ -301,17 +303,19 @@ pub fn test_config() -> Config {
 /// The real router served on a free port of 127.0.0.1 until dropped.
 pub struct TestApp {
     pub addr: SocketAddr,
+    metrics_addr: SocketAddr,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
 }
 
 impl TestApp {
     pub async fn spawn<S: SeatStore>(store: S, config: Config) -> Self {
-        let listener = TcpListener::bind(config.bind_addr).await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
+        let listeners = boxoffice::Listeners::bind(&config).await.expect("bind");
+        let addr = listeners.public.local_addr().expect("local addr");
+        let metrics_addr = listeners.metrics.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            boxoffice::serve(listener, store, &config, async {
+            boxoffice::serve(listeners, store, &config, async {
                 let _ = stopped.await;
             })
             .await
@@ -319,6 +323,7 @@ impl TestApp {
         });
         Self {
             addr,
+            metrics_addr,
             client: reqwest::Client::new(),
             stop: Some(stop),
         }
@@ -326,6 +331,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// The metrics listener's `/metrics`.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.metrics_addr)
     }
 }
 
