@@ -129,6 +129,10 @@ impl Default for Config {
                 header_read_timeout: Duration::from_secs(5),
                 max_header_bytes: 16 * 1024,
                 max_connections: 4096,
+                max_connections_per_ip: 256,
+                trusted_proxies: Vec::new(),
+                response_write_timeout: Duration::from_secs(10),
+                shutdown_timeout: Duration::from_secs(20),
             },
             rate_limits: RateLimits {
                 seats_per_user: 120,
@@ -150,6 +154,7 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let d = Self::default();
         let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
+        let trusted_proxies = addresses(&get, "TRUSTED_PROXIES")?;
         let config = Self {
             database_url: get("DATABASE_URL"),
             database_direct_url: get("DATABASE_DIRECT_URL"),
@@ -203,6 +208,22 @@ impl Config {
                 )?,
                 max_header_bytes: parse(&get, "MAX_HEADER_BYTES", d.connections.max_header_bytes)?,
                 max_connections: positive(&get, "MAX_CONNECTIONS", d.connections.max_connections)?,
+                max_connections_per_ip: parse(
+                    &get,
+                    "MAX_CONNECTIONS_PER_IP",
+                    d.connections.max_connections_per_ip,
+                )?,
+                trusted_proxies: trusted_proxies.clone(),
+                response_write_timeout: seconds(
+                    &get,
+                    "RESPONSE_WRITE_TIMEOUT_SECS",
+                    d.connections.response_write_timeout,
+                )?,
+                shutdown_timeout: seconds(
+                    &get,
+                    "SHUTDOWN_TIMEOUT_SECS",
+                    d.connections.shutdown_timeout,
+                )?,
             },
             rate_limits: RateLimits {
                 seats_per_user: parse(&get, "HOLD_SEATS_PER_MINUTE", d.rate_limits.seats_per_user)?,
@@ -216,7 +237,7 @@ impl Config {
                     "IDENTITIES_PER_MINUTE_PER_IP",
                     d.rate_limits.identities_per_ip,
                 )?,
-                trusted_proxies: addresses(&get, "TRUSTED_PROXIES")?,
+                trusted_proxies,
             },
         };
         if config.connections.max_header_bytes < MIN_HEADER_BYTES {
@@ -254,6 +275,19 @@ impl Config {
                 value: config.body_read_timeout.as_secs_f64().to_string(),
                 reason: "must be less than REQUEST_TIMEOUT_SECS, so that a stalled body is \
                          answered 408 before the request times out"
+                    .into(),
+            });
+        }
+        if config.connections.shutdown_timeout <= config.request_timeout {
+            return Err(ConfigError {
+                name: "SHUTDOWN_TIMEOUT_SECS",
+                value: config
+                    .connections
+                    .shutdown_timeout
+                    .as_secs_f64()
+                    .to_string(),
+                reason: "must be more than REQUEST_TIMEOUT_SECS, so that every request in flight \
+                         at shutdown is answered before its connection is closed"
                     .into(),
             });
         }
@@ -493,6 +527,9 @@ mod tests {
             ("TRUSTED_PROXIES", "10.0.0.1, proxy"),
             ("HOLD_SEATS_PER_MINUTE", "-1"),
             ("HEADER_READ_TIMEOUT_SECS", "0"),
+            ("SHUTDOWN_TIMEOUT_SECS", "10"),
+            ("RESPONSE_WRITE_TIMEOUT_SECS", "0"),
+            ("MAX_CONNECTIONS_PER_IP", "some"),
         ] {
             let err = from(&[(name, value)]).unwrap_err().to_string();
             assert!(err.starts_with(name), "{err}");

@@ -105,11 +105,12 @@ pub async fn serve<S: SeatStore>(
     let metrics = http::connections::serve(
         listeners.metrics,
         http::metrics_app(store.clone()),
-        config.connections,
+        config.connections.clone(),
         stop_streams.clone().cancelled_owned(),
     );
     let app = app(store, config, stop_streams);
-    let public = http::connections::serve(listeners.public, app, config.connections, shutdown);
+    let public =
+        http::connections::serve(listeners.public, app, config.connections.clone(), shutdown);
     tokio::join!(public, metrics);
     reaper.abort();
     tracing::info!("stopped");

@@ -17,6 +17,9 @@ const BATCH_BUCKETS: [f64; 7] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
 pub const HTTP_REQUESTS: &str = "boxoffice_http_requests_total";
 pub const HTTP_DURATION: &str = "boxoffice_http_request_duration_seconds";
+/// Connections the server closed on a limit, by `reason`: `address_cap`,
+/// `response_stalled`, `shutdown_deadline`.
+pub const HTTP_CONNECTIONS_CLOSED: &str = "boxoffice_http_connections_closed_total";
 pub const HOLDS: &str = "boxoffice_holds_total";
 pub const HOLD_BATCH_SIZE: &str = "boxoffice_hold_batch_size";
 pub const HOLD_QUEUE_DEPTH: &str = "boxoffice_hold_queue_depth";

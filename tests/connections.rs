@@ -150,3 +150,161 @@ async fn a_body_that_stalls_answers_408_once_its_time_is_up() {
         assert_eq!(body["code"], "body_timeout", "{framing}");
     }
 }
+
+/// The server's count of connections it closed for `reason`.
+async fn closed_for(app: &TestApp, reason: &str) -> f64 {
+    let metrics = app
+        .client
+        .get(app.metrics_url())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("boxoffice_http_connections_closed_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+/// A client that pipelines requests and reads none of the answers, with a small receive
+/// buffer of its own, so the server's answers stall at once. Returns the socket and how many
+/// requests it sent (its writer gives up when the server stops reading).
+async fn pipelining_reader_that_never_reads(
+    app: &TestApp,
+) -> (tokio::net::tcp::OwnedReadHalf, usize) {
+    const REQUESTS: usize = 20_000;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(app.addr).await.unwrap();
+    let (reader, mut writer) = stream.into_split();
+    tokio::spawn(async move {
+        let _ = writer.write_all(&HEALTHZ.repeat(REQUESTS)).await;
+        // Kept open (not half-closed) until the server closes the connection.
+        std::future::pending::<()>().await;
+        drop(writer);
+    });
+    (reader, REQUESTS)
+}
+
+/// A client that pipelines and never reads kept its connection, and megabytes of answers in
+/// the kernel, for good: now answers that make no progress for `RESPONSE_WRITE_TIMEOUT_SECS`
+/// close it, after a bounded number of answers.
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_is_closed_once_they_stall() {
+    let mut config = test_config();
+    config.connections.response_write_timeout = Duration::from_millis(300);
+    let app = TestApp::spawn(MemoryStore::new(policy(LONG_TTL, 8)), config).await;
+    let before = closed_for(&app, "response_stalled").await;
+    let (mut reader, sent) = pipelining_reader_that_never_reads(&app).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while closed_for(&app, "response_stalled").await <= before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled connection is still open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // What was queued before the close, then the end (or a reset, for the requests the
+    // server had not read).
+    let mut answers = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, reader.read_to_end(&mut answers))
+        .await
+        .expect("the connection is closed");
+    let answered = String::from_utf8_lossy(&answers)
+        .matches("HTTP/1.1 200 OK")
+        .count();
+    assert!(answered < sent / 2, "{answered} of {sent} answered");
+}
+
+/// One address could take every connection the server allows: now it has a share, and past
+/// it a new connection is answered 503 `too_many_connections` while others are served.
+#[tokio::test]
+async fn one_address_past_its_connection_share_is_answered_503_and_closed() {
+    let mut config = test_config();
+    config.connections.max_connections_per_ip = 2;
+    let app = TestApp::spawn(MemoryStore::new(policy(LONG_TTL, 8)), config).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut socket = TcpStream::connect(app.addr).await.unwrap();
+        socket.write_all(HEALTHZ).await.unwrap();
+        let mut first = [0u8; 12];
+        socket.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"HTTP/1.1 200");
+        held.push(socket);
+    }
+    let mut third = TcpStream::connect(app.addr).await.unwrap();
+    third.write_all(HEALTHZ).await.unwrap();
+    let answer = read_until_closed(&mut third).await;
+    let (status, body) = status_and_body(&answer);
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable", "{answer}");
+    assert_eq!(body["code"], "too_many_connections");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nretry-after: 1\r\n"),
+        "{answer}"
+    );
+
+    // A connection closed makes room again.
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut next = TcpStream::connect(app.addr).await.unwrap();
+        next.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        if read_until_closed(&mut next)
+            .await
+            .starts_with("HTTP/1.1 200")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no room after a close"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// After the shutdown signal, one connection whose answers stall kept the process alive (39 s
+/// once): now the server is done by `SHUTDOWN_TIMEOUT_SECS` whatever is still open.
+#[tokio::test]
+async fn shutdown_closes_what_is_still_open_at_its_deadline() {
+    let mut config = test_config();
+    config.connections.response_write_timeout = Duration::from_secs(600);
+    config.connections.shutdown_timeout = Duration::from_millis(300);
+    let listeners = boxoffice::Listeners::bind(&config).await.unwrap();
+    let addr = listeners.public.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let store = MemoryStore::new(policy(LONG_TTL, 8));
+        boxoffice::serve(listeners, store, &config, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let stuck = {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(addr).await.unwrap();
+        // Served once, so the server has the connection; then answers it never reads, more
+        // than all the buffers on the way hold, until the server stops reading.
+        stream.write_all(HEALTHZ).await.unwrap();
+        let mut first = [0u8; 12];
+        stream.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"HTTP/1.1 200");
+        let flood = HEALTHZ.repeat(300_000);
+        let flooding = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&flood));
+        assert!(flooding.await.is_err(), "the server read all of it");
+        stream
+    };
+    stop.send(()).unwrap();
+    let finished = tokio::time::timeout(PATIENCE, server).await;
+    assert!(finished.is_ok(), "still serving past the shutdown deadline");
+    finished.unwrap().unwrap().unwrap();
+    drop(stuck);
+}

@@ -1,24 +1,33 @@
 //! The HTTP/1.1 server loop: hyper's connection builder with the limits `axum::serve` doesn't
-//! expose, so that a slow, idle or oversized client costs bounded time and memory.
+//! expose, so that a slow, idle, oversized or greedy client costs bounded time and memory.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+use super::AppError;
+use crate::telemetry;
+
 /// What one client may cost.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     /// From when a connection is ready for a request (just opened, or idle after an answer)
     /// until that request's whole header has arrived; then the connection is closed. So also
@@ -28,13 +37,32 @@ pub struct ConnectionLimits {
     pub max_header_bytes: usize,
     /// Most connections open at once; beyond it new ones wait in the kernel's queue.
     pub max_connections: usize,
+    /// Most connections open at once from one address (`MAX_CONNECTIONS_PER_IP`); beyond it a
+    /// new one is answered 503 `too_many_connections` and closed. `0`: no cap.
+    pub max_connections_per_ip: usize,
+    /// Peers exempt from the per-address cap: the trusted proxies, through which many
+    /// clients come (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<IpAddr>,
+    /// How long an answer may wait for the client to take any of its bytes
+    /// (`RESPONSE_WRITE_TIMEOUT_SECS`); then the connection is closed.
+    pub response_write_timeout: Duration,
+    /// How long, after the shutdown signal, the connections still open may take to finish
+    /// (`SHUTDOWN_TIMEOUT_SECS`); then they are closed.
+    pub shutdown_timeout: Duration,
 }
 
 /// The smallest header limit hyper accepts.
 pub const MIN_HEADER_BYTES: usize = 8192;
 
+/// The kernel's buffers of one connection, each way: pipelined requests wait in the receive
+/// buffer and answers a client has not read yet in the send buffer, so these bound what a
+/// client that sends without reading can queue (hyper answers one request at a time, and
+/// takes the next answer only once the last is in the send buffer). The largest answer, the
+/// OpenAPI document, fits a few times over.
+const SOCKET_BUFFER_BYTES: usize = 256 * 1024;
+
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting and waits for
-/// the connections open to finish their requests.
+/// the connections open to finish their requests, at most `limits.shutdown_timeout`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -46,6 +74,7 @@ pub async fn serve(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BYTES));
     let open = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = PerAddress::new(&limits);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -57,6 +86,25 @@ pub async fn serve(
             continue;
         };
         let _ = tcp.set_nodelay(true);
+        let socket = socket2::SockRef::from(&tcp);
+        let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+        let tcp = Stalling::new(tcp, limits.response_write_timeout);
+        let Some(counted) = per_ip.open(peer.ip()) else {
+            closed(CLOSED_OVER_ADDRESS_CAP);
+            let refuse = hyper::service::service_fn(|_| async {
+                Ok::<_, std::convert::Infallible>(AppError::TooManyConnections.into_response())
+            });
+            let mut once = http.clone();
+            let connection = once
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(tcp), refuse);
+            tokio::spawn(async move {
+                let _ = connection.await;
+                drop(permit);
+            });
+            continue;
+        };
         let service = app
             .clone()
             .map_request(move |mut request: hyper::Request<Incoming>| {
@@ -70,11 +118,31 @@ pub async fn serve(
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
+            drop(counted);
             drop(permit);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        // The tasks still serving are dropped with the runtime, closing their connections.
+        closed(CLOSED_AT_SHUTDOWN);
+        tracing::warn!(
+            timeout = ?limits.shutdown_timeout,
+            "connections still open at the shutdown deadline are closed"
+        );
+    }
+}
+
+/// Why the server closed connections, for `boxoffice_http_connections_closed_total`.
+const CLOSED_OVER_ADDRESS_CAP: &str = "address_cap";
+const CLOSED_STALLED: &str = "response_stalled";
+const CLOSED_AT_SHUTDOWN: &str = "shutdown_deadline";
+
+fn closed(reason: &'static str) {
+    metrics::counter!(telemetry::HTTP_CONNECTIONS_CLOSED, "reason" => reason).increment(1);
 }
 
 /// The next connection, once one more may be open. An accept error (out of file descriptors,
@@ -82,11 +150,7 @@ pub async fn serve(
 async fn accept(
     listener: &TcpListener,
     open: &Arc<Semaphore>,
-) -> Option<(
-    tokio::net::TcpStream,
-    SocketAddr,
-    tokio::sync::OwnedSemaphorePermit,
-)> {
+) -> Option<(TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit)> {
     let permit = Arc::clone(open)
         .acquire_owned()
         .await
@@ -98,5 +162,157 @@ async fn accept(
             tokio::time::sleep(Duration::from_millis(100)).await;
             None
         }
+    }
+}
+
+/// The connections open from each address, against `max_connections_per_ip`.
+struct PerAddress {
+    limit: usize,
+    exempt: Vec<IpAddr>,
+    open: OpenCounts,
+}
+
+/// The connections open from each address that has any.
+type OpenCounts = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+impl PerAddress {
+    fn new(limits: &ConnectionLimits) -> Self {
+        Self {
+            limit: limits.max_connections_per_ip,
+            exempt: limits.trusted_proxies.clone(),
+            open: Arc::default(),
+        }
+    }
+
+    /// Counts a connection from `ip` until the guard is dropped, or `None` if `ip` has as many
+    /// open as it may.
+    fn open(&self, ip: IpAddr) -> Option<Counted> {
+        if self.limit == 0 || self.exempt.contains(&ip) {
+            return Some(Counted(None));
+        }
+        let mut open = self.open.lock().expect("connection counts poisoned");
+        let count = open.entry(ip).or_default();
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(Counted(Some((ip, Arc::clone(&self.open)))))
+    }
+}
+
+/// One counted connection; forgotten when dropped (and the address with its last one).
+struct Counted(Option<(IpAddr, OpenCounts)>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let Some((ip, open)) = self.0.take() else {
+            return;
+        };
+        let mut open = open.lock().expect("connection counts poisoned");
+        if let Some(count) = open.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&ip);
+            }
+        }
+    }
+}
+
+/// A connection whose writes fail once the client has taken no bytes for `timeout`: hyper
+/// then closes it. The clock runs only while a write waits, so a quiet event stream or an
+/// idle keep-alive connection is not cut by it.
+struct Stalling {
+    tcp: TcpStream,
+    timeout: Duration,
+    /// Armed when a write first waits; disarmed by any progress.
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    armed: bool,
+    /// Counted once, however often hyper writes to it afterwards.
+    expired: bool,
+}
+
+impl Stalling {
+    fn new(tcp: TcpStream, timeout: Duration) -> Self {
+        Self {
+            tcp,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            armed: false,
+            expired: false,
+        }
+    }
+
+    /// What a write that came back `outcome` means, with the clock.
+    fn progress<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        outcome: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match outcome {
+            Poll::Ready(result) => {
+                self.armed = false;
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                if !self.armed {
+                    self.armed = true;
+                    let at = tokio::time::Instant::now() + self.timeout;
+                    self.deadline.as_mut().reset(at);
+                }
+                ready!(self.deadline.as_mut().poll(cx));
+                if !self.expired {
+                    self.expired = true;
+                    closed(CLOSED_STALLED);
+                }
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client took none of its answer in time",
+                )))
+            }
+        }
+    }
+}
+
+impl AsyncRead for Stalling {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Stalling {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let outcome = Pin::new(&mut self.tcp).poll_write(cx, buf);
+        self.progress(cx, outcome)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let outcome = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        self.progress(cx, outcome)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let outcome = Pin::new(&mut self.tcp).poll_flush(cx);
+        self.progress(cx, outcome)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let outcome = Pin::new(&mut self.tcp).poll_shutdown(cx);
+        self.progress(cx, outcome)
     }
 }

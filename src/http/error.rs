@@ -96,6 +96,8 @@ pub enum AppError {
     OutcomeUnknown,
     /// The process has as many event streams open as it allows.
     TooManyStreams,
+    /// The client's address has as many connections open as it may.
+    TooManyConnections,
     Unauthorized,
     ReportNotFound,
     ReportsNeedPostgres,
@@ -261,6 +263,11 @@ impl AppError {
                 S::SERVICE_UNAVAILABLE,
                 "too_many_streams",
                 "too many live update streams are open: poll the seat map instead".into(),
+            ),
+            TooManyConnections => (
+                S::SERVICE_UNAVAILABLE,
+                "too_many_connections",
+                "too many connections are open from your address: close one and retry".into(),
             ),
             Unauthorized => (
                 S::UNAUTHORIZED,
