@@ -41,6 +41,9 @@ pub struct Config {
     pub max_event_streams: usize,
     /// Most seats one v1 hold may ask for (`MAX_SEATS_PER_HOLD`).
     pub max_seats_per_hold: usize,
+    /// Most idempotency keys one API user may have kept at once, over their 24 hours
+    /// (`MAX_IDEMPOTENCY_KEYS_PER_USER`); past it a keyed change is refused 429.
+    pub max_idempotency_keys_per_user: u64,
     /// Whether the tutorial's routes are served (`SEED_API`).
     pub seed_api: bool,
     /// Signs API tokens (`IDENTITY_SECRET`); `None`: the store's own secret.
@@ -122,6 +125,7 @@ impl Default for Config {
             reports_token: None,
             max_event_streams: 1000,
             max_seats_per_hold: 8,
+            max_idempotency_keys_per_user: 1000,
             seed_api: true,
             identity_secret: None,
             identity_secret_previous: None,
@@ -197,6 +201,11 @@ impl Config {
             reports_token: get("REPORTS_TOKEN"),
             max_event_streams: parse(&get, "MAX_EVENT_STREAMS", d.max_event_streams)?,
             max_seats_per_hold: positive(&get, "MAX_SEATS_PER_HOLD", d.max_seats_per_hold)?,
+            max_idempotency_keys_per_user: positive(
+                &get,
+                "MAX_IDEMPOTENCY_KEYS_PER_USER",
+                d.max_idempotency_keys_per_user,
+            )?,
             seed_api: parse(&get, "SEED_API", d.seed_api)?,
             identity_secret: secret(&get, "IDENTITY_SECRET")?,
             identity_secret_previous: secret(&get, "IDENTITY_SECRET_PREVIOUS")?,

@@ -250,3 +250,119 @@ async fn made_up_methods_add_no_metrics_series_and_metrics_are_off_the_public_li
     let body: Value = public.json().await.unwrap();
     assert_eq!(body["code"], "not_found");
 }
+
+/// An app whose users may each spend `per_user` units a minute and keep `keys` idempotency
+/// keys; addresses are not limited.
+async fn keyed_app(per_user: u32, keys: u64) -> TestApp {
+    let mut config = test_config();
+    config.rate_limits = RateLimits {
+        seats_per_user: per_user,
+        seats_per_ip: 0,
+        identities_per_ip: 0,
+        trusted_proxies: Vec::new(),
+    };
+    config.max_idempotency_keys_per_user = keys;
+    TestApp::spawn(MemoryStore::new(policy(LONG_TTL, 8)), config).await
+}
+
+async fn api_token(app: &TestApp) -> String {
+    let body = json_of(app.client.post(app.url("/api/v1/identities"))).await;
+    body["token"].as_str().unwrap().to_owned()
+}
+
+async fn keyed_post(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    key: &str,
+    body: Value,
+) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A keyed confirm of a session that was never the caller's was kept for 24 hours as a 404:
+/// 600,000 of them added 367 MB. A 404 is no longer kept: its retry is answered afresh, and
+/// a confirm spends the caller's allowance like a hold.
+#[tokio::test]
+async fn keyed_confirms_of_unknown_sessions_keep_nothing_and_spend_the_allowance() {
+    let app = keyed_app(3, 1000).await;
+    let token = api_token(&app).await;
+    let path = format!("/api/v1/sessions/{}/confirm", uuid::Uuid::new_v4());
+    for _ in 0..3 {
+        let response = keyed_post(&app, &token, &path, "k", json!({})).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert!(
+            response.headers().get("idempotency-replayed").is_none(),
+            "a 404 was kept and replayed"
+        );
+    }
+    assert_rate_limited(keyed_post(&app, &token, &path, "k", json!({})).await).await;
+}
+
+/// Replaying a kept answer spent the allowance as if the change were made again: after 120
+/// replays the kept 201 came back as 429. A replay is now free.
+#[tokio::test]
+async fn replaying_a_kept_answer_spends_no_allowance() {
+    let app = keyed_app(2, 1000).await;
+    let token = api_token(&app).await;
+    let hold = || {
+        keyed_post(
+            &app,
+            &token,
+            "/api/v1/movies/inception/holds",
+            "h",
+            json!({"quantity": 2}),
+        )
+    };
+    let first = hold().await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    for _ in 0..5 {
+        let again = hold().await;
+        assert_eq!(again.status(), StatusCode::CREATED);
+        assert_eq!(again.headers()["idempotency-replayed"], "true");
+    }
+    // The allowance is spent by the one hold made.
+    let other = keyed_post(
+        &app,
+        &token,
+        "/api/v1/movies/inception/holds",
+        "h2",
+        json!({"quantity": 1}),
+    )
+    .await;
+    assert_rate_limited(other).await;
+}
+
+/// One identity keeps at most `MAX_IDEMPOTENCY_KEYS_PER_USER` keys; past it a keyed change is
+/// refused 429 `idempotency_key_limit` and does nothing, while one without a key still works.
+#[tokio::test]
+async fn keys_kept_per_identity_are_bounded() {
+    let app = keyed_app(0, 2).await;
+    let token = api_token(&app).await;
+    let holds = "/api/v1/movies/inception/holds";
+    for key in ["a", "b"] {
+        let response = keyed_post(&app, &token, holds, key, json!({"quantity": 1})).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let refused = keyed_post(&app, &token, holds, "c", json!({"quantity": 1})).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "idempotency_key_limit", "{body}");
+    assert_eq!(held_seats(&app).await, 2, "the refused hold held nothing");
+    let unkeyed = app
+        .client
+        .post(app.url(holds))
+        .bearer_auth(&token)
+        .json(&json!({"quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unkeyed.status(), StatusCode::CREATED);
+}

@@ -12,8 +12,8 @@ use std::time::Duration;
 use boxoffice::domain::{Movie, SeatId, UserId};
 use boxoffice::events::{ChangeKind, Message};
 use boxoffice::store::{
-    Claim, Command, Effect, HoldPolicy, Keyed, Replay, SeatStore, SessionStatus, StoreError,
-    StoreResult, Want,
+    Claim, Command, Effect, HoldPolicy, Keyed, Refusal, Replay, SeatStore, SessionStatus,
+    StoreError, StoreResult, Want,
 };
 use common::{Backend, LONG_TTL, Opened, policy};
 use tokio::sync::Barrier;
@@ -67,6 +67,7 @@ fn claim<'a>(key: &'a str, fingerprint: &'a str) -> Claim<'a> {
         key,
         fingerprint,
         keep: &keep_successes,
+        admit: &|_| Ok(()),
     }
 }
 
@@ -604,7 +605,62 @@ contract!(
     every_session_command_refuses_everyone_but_the_owner,
     a_confirmed_session_has_a_booking_reference_that_stays,
     a_released_session_still_shows_its_seats_to_its_owner,
+    a_new_key_passes_the_gate_with_the_users_key_count_and_a_replay_does_not,
 );
+
+/// The caller's gate (`Claim::admit`) is asked about every new key, told how many the user
+/// keeps, and not asked about a retry answered with its kept response; its refusal does
+/// nothing and keeps nothing.
+async fn a_new_key_passes_the_gate_with_the_users_key_count_and_a_replay_does_not<B: Backend>() {
+    use std::sync::Mutex;
+    let s = open::<B>(roomy()).await;
+    let inception = movie(&s.store, "inception").await;
+    let user = api_user();
+    let asked = Mutex::new(Vec::new());
+    let gate = |kept: u64| {
+        asked.lock().unwrap().push(kept);
+        if kept >= 2 {
+            return Err(StoreError::Refused(Refusal::TooManyKeys { limit: 2 }));
+        }
+        Ok(())
+    };
+    let keyed = |key: &'static str| Claim {
+        key,
+        fingerprint: "best 1",
+        keep: &keep_successes,
+        admit: &gate,
+    };
+    let command = || Command::Hold {
+        movie: inception.clone(),
+        want: Want::Best(1),
+    };
+    for key in ["g-1", "g-2"] {
+        let done = s.store.execute(&user, command(), Some(keyed(key))).await;
+        assert!(matches!(done, Ok(Keyed::Done(_))), "{done:?}");
+    }
+    let replayed = s.store.execute(&user, command(), Some(keyed("g-1"))).await;
+    assert!(matches!(replayed, Ok(Keyed::Replayed(_))), "{replayed:?}");
+    let refused = s.store.execute(&user, command(), Some(keyed("g-3"))).await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::Refused(Refusal::TooManyKeys { limit: 2 }))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(*asked.lock().unwrap(), [0, 1, 2], "asked for new keys only");
+    assert_eq!(
+        holders(&s.store, "inception").await.len(),
+        2,
+        "the refusal held nothing"
+    );
+    // Nothing was kept for the refused key: with the gate open, it acts.
+    let later = s
+        .store
+        .execute(&user, command(), Some(claim("g-3", "best 1")))
+        .await;
+    assert!(matches!(later, Ok(Keyed::Done(_))), "{later:?}");
+}
 
 /// PostgreSQL only: a request whose key another transaction holds is in flight, and does
 /// nothing; the memory store decides under one lock and is never seen in flight.

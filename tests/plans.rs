@@ -186,6 +186,7 @@ async fn hold(
         key: &key,
         fingerprint: "plans",
         keep: &|_| None,
+        admit: &|_| Ok(()),
     };
     let command = Command::Hold {
         movie: room.clone(),

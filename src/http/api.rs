@@ -26,8 +26,8 @@ use crate::domain::{
 use crate::identity::Identities;
 use crate::seating::Room;
 use crate::store::{
-    Claim, Command, Effect, Keyed, Replay, SeatStore, SessionInfo, SessionStatus, StoreError,
-    StoreResult, Want,
+    Claim, Command, Effect, Keyed, Refusal, Replay, SeatStore, SessionInfo, SessionStatus,
+    StoreError, StoreResult, Want,
 };
 
 /// Signs and checks tokens, with the secret of the settings or else the store's, read once.
@@ -108,6 +108,8 @@ pub struct Api {
     pub signing: Signing,
     pub max_seats_per_hold: usize,
     pub max_holds_per_user: u32,
+    /// `MAX_IDEMPOTENCY_KEYS_PER_USER`.
+    pub max_keys_per_user: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -460,7 +462,6 @@ pub async fn hold<S: SeatStore>(
         Want::Seats(seats) => seats.len(),
         Want::Best(quantity) => *quantity,
     };
-    app.limiter.hold(user.as_str(), client, seats)?;
     // The request as parsed, for a retry with the same key to match.
     let fingerprint = match &want {
         Want::Seats(seats) => {
@@ -483,7 +484,12 @@ pub async fn hold<S: SeatStore>(
         movie: movie.clone(),
         want,
     };
-    match execute(&app, &user, command, key, &fingerprint).await {
+    let change = Change {
+        user: &user,
+        client,
+        units: seats,
+    };
+    match execute(&app, change, command, key, &fingerprint).await {
         Err(StoreError::SeatTaken(taken)) if !asked.is_empty() => Err(AppError::SeatsTaken {
             seats: taken,
             suggestion: counter_offer(&app, &user, &movie, &asked).await,
@@ -604,12 +610,14 @@ pub async fn my_sessions<S: SeatStore>(
 pub async fn extend<S: SeatStore>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
+    client: ClientIp,
     IdempotencyKey(key): IdempotencyKey,
     Path(session_id): Path<String>,
 ) -> Result<Response, AppError> {
     let session = parse_session(&session_id)?;
     let fingerprint = format!("POST /api/v1/sessions/{session}/extend");
-    answer(execute(&app, &user, Command::Extend(session), key, &fingerprint).await)
+    let change = Change::one(&user, client);
+    answer(execute(&app, change, Command::Extend(session), key, &fingerprint).await)
 }
 
 #[utoipa::path(post, path = "/sessions/{session_id}/confirm", tag = "v1", security(("bearer" = [])),
@@ -628,12 +636,14 @@ pub async fn extend<S: SeatStore>(
 pub async fn confirm<S: SeatStore>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
+    client: ClientIp,
     IdempotencyKey(key): IdempotencyKey,
     Path(session_id): Path<String>,
 ) -> Result<Response, AppError> {
     let session = parse_session(&session_id)?;
     let fingerprint = format!("POST /api/v1/sessions/{session}/confirm");
-    answer(execute(&app, &user, Command::Confirm(session), key, &fingerprint).await)
+    let change = Change::one(&user, client);
+    answer(execute(&app, change, Command::Confirm(session), key, &fingerprint).await)
 }
 
 #[utoipa::path(delete, path = "/sessions/{session_id}", tag = "v1", security(("bearer" = [])),
@@ -659,20 +669,58 @@ pub async fn release<S: SeatStore>(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Runs `command` under `key`, if any, keeping the response a retry should get again.
+/// Who asks for a change, from where, and how much of their allowance it spends (a hold its
+/// seats, a confirm or an extension one).
+#[derive(Clone, Copy)]
+struct Change<'a> {
+    user: &'a UserId,
+    client: ClientIp,
+    units: usize,
+}
+
+impl<'a> Change<'a> {
+    fn one(user: &'a UserId, client: ClientIp) -> Self {
+        Self {
+            user,
+            client,
+            units: 1,
+        }
+    }
+}
+
+/// Runs `command` under `key`, if any, keeping the response a retry should get again. The
+/// change spends the caller's and the address's allowance, and a new key counts against
+/// `MAX_IDEMPOTENCY_KEYS_PER_USER`; a retry answered with its kept response costs neither.
 async fn execute<S: SeatStore>(
     app: &AppState<S>,
-    user: &UserId,
+    change: Change<'_>,
     command: Command,
     key: Option<String>,
     fingerprint: &str,
 ) -> StoreResult<Keyed> {
-    let claim = key.as_deref().map(|key| Claim {
+    let spend = || {
+        app.limiter
+            .spend(change.user.as_str(), change.client, change.units)
+            .map_err(StoreError::Refused)
+    };
+    let Some(key) = key.as_deref() else {
+        spend()?;
+        return app.store.execute(change.user, command, None).await;
+    };
+    let limit = app.api.max_keys_per_user;
+    let admit = |kept: u64| {
+        if kept >= limit {
+            return Err(StoreError::Refused(Refusal::TooManyKeys { limit }));
+        }
+        spend()
+    };
+    let claim = Claim {
         key,
         fingerprint,
         keep: &keep,
-    });
-    app.store.execute(user, command, claim).await
+        admit: &admit,
+    };
+    app.store.execute(change.user, command, Some(claim)).await
 }
 
 /// The response to keep for an outcome: a success or a final refusal, never a conflict, a
@@ -689,11 +737,11 @@ fn keep(outcome: &StoreResult<Effect>) -> Option<Replay> {
     })
 }
 
-/// A refusal that a retry of the same request will meet again.
+/// A refusal that a retry of the same request will meet again, and that is worth keeping:
+/// not a 404 of a session, which anyone can ask about any id (a retry meets it again anyway).
 fn final_refusal(error: &StoreError) -> Option<AppError> {
     Some(match error {
         StoreError::MovieNotFound => AppError::MovieNotFound,
-        StoreError::SessionNotFound => AppError::SessionNotFound,
         StoreError::Expired => AppError::HoldExpired,
         StoreError::Released => AppError::HoldReleased,
         StoreError::DuplicateSeat(seat) => AppError::DuplicateSeat(seat.clone()),
@@ -783,8 +831,9 @@ mod tests {
         let body: Value = serde_json::from_str(&kept.body).unwrap();
         assert_eq!(body["code"], "hold_expired");
         assert_eq!(
-            keep(&Err(StoreError::SessionNotFound)).map(|k| k.status),
-            Some(404)
+            keep(&Err(StoreError::SessionNotFound)),
+            None,
+            "anyone can ask about any session id"
         );
     }
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::domain::{SeatId, SeatIdError, SessionIdError, UserIdError};
 use crate::reports::Report;
-use crate::store::{StoreError, Unavailable};
+use crate::store::{Refusal, StoreError, Unavailable};
 
 /// Every error answer: a message for people and a stable code for programs, with details
 /// for some codes. Described here for the OpenAPI document; `AppError::json` writes it.
@@ -74,6 +74,10 @@ pub enum AppError {
     ExtensionLimit,
     KeyInFlight,
     KeyReused,
+    /// The caller keeps as many idempotency keys as it may.
+    TooManyKeys {
+        limit: u64,
+    },
     InvalidIdempotencyKey,
     /// An API request without a valid bearer token.
     InvalidToken,
@@ -208,6 +212,14 @@ impl AppError {
                 S::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
                 "this Idempotency-Key was used for a different request".into(),
+            ),
+            TooManyKeys { limit } => (
+                S::TOO_MANY_REQUESTS,
+                "idempotency_key_limit",
+                format!(
+                    "you have used {limit} idempotency keys in the last 24 hours: send this \
+                     request without one, or later"
+                ),
             ),
             InvalidIdempotencyKey => (
                 S::BAD_REQUEST,
@@ -373,6 +385,12 @@ impl IntoResponse for AppError {
     }
 }
 
+impl From<Refusal> for AppError {
+    fn from(refusal: Refusal) -> Self {
+        AppError::from(StoreError::Refused(refusal))
+    }
+}
+
 impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {
         match error {
@@ -389,6 +407,10 @@ impl From<StoreError> for AppError {
             StoreError::ExtensionLimit => Self::ExtensionLimit,
             StoreError::KeyInFlight => Self::KeyInFlight,
             StoreError::KeyReused => Self::KeyReused,
+            StoreError::Refused(Refusal::RateLimited { retry_after }) => {
+                Self::RateLimited { retry_after }
+            }
+            StoreError::Refused(Refusal::TooManyKeys { limit }) => Self::TooManyKeys { limit },
             // Logged where it happened, once for all the requests it answers.
             StoreError::Unavailable(Unavailable::QueueFull) => Self::Overloaded,
             StoreError::Unavailable(Unavailable::NotStarted) => Self::Timeout,

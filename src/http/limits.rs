@@ -18,7 +18,8 @@ use axum::http::request::Parts;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
-use super::{AppError, AppState};
+use super::AppState;
+use crate::store::Refusal;
 use crate::store::SeatStore;
 
 /// The limits, per minute; `0` turns one off.
@@ -61,24 +62,25 @@ impl Limiter {
         }
     }
 
-    /// Spends `seats` of the allowance of `user`, then of `client`, or refuses with how long
-    /// to wait. A refusal for the identity spends nothing; one for the address has spent the
-    /// identity's (the address is the wider limit, and a client past it is held back anyway).
-    pub fn hold(&self, user: &str, client: ClientIp, seats: usize) -> Result<(), AppError> {
+    /// Spends `units` of the allowance of `user`, then of `client` (a hold spends its seats,
+    /// a confirm or an extension one), or refuses with how long to wait. A refusal for the
+    /// identity spends nothing; one for the address has spent the identity's (the address is
+    /// the wider limit, and a client past it is held back anyway).
+    pub fn spend(&self, user: &str, client: ClientIp, units: usize) -> Result<(), Refusal> {
         self.tidy();
-        let seats =
-            NonZeroU32::new(u32::try_from(seats).unwrap_or(u32::MAX).max(1)).expect("at least one");
+        let units =
+            NonZeroU32::new(u32::try_from(units).unwrap_or(u32::MAX).max(1)).expect("at least one");
         if let Some(limiter) = &self.seats_per_user {
-            check(limiter.check_key_n(&user.to_owned(), seats))?;
+            check(limiter.check_key_n(&user.to_owned(), units))?;
         }
         if let (Some(limiter), Some(ip)) = (&self.seats_per_ip, client.0) {
-            check(limiter.check_key_n(&ip, seats))?;
+            check(limiter.check_key_n(&ip, units))?;
         }
         Ok(())
     }
 
     /// Spends one identity of `client`'s allowance, or refuses.
-    pub fn identity(&self, client: ClientIp) -> Result<(), AppError> {
+    pub fn identity(&self, client: ClientIp) -> Result<(), Refusal> {
         self.tidy();
         match (&self.identities_per_ip, client.0) {
             (Some(limiter), Some(ip)) => check(Ok(limiter.check_key(&ip))),
@@ -135,14 +137,14 @@ fn check(
         Result<(), governor::NotUntil<<DefaultClock as Clock>::Instant>>,
         governor::InsufficientCapacity,
     >,
-) -> Result<(), AppError> {
+) -> Result<(), Refusal> {
     let wait = match outcome {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(not_until)) => not_until.wait_time_from(DefaultClock::default().now()),
         // More at once than the whole allowance: never allowed.
         Err(_) => Duration::from_secs(60),
     };
-    Err(AppError::RateLimited {
+    Err(Refusal::RateLimited {
         retry_after: wait.as_secs().max(1),
     })
 }
@@ -214,17 +216,17 @@ mod tests {
     fn holds_spend_seats_of_the_user_and_of_the_address() {
         let l = limiter(&[]);
         let here = ClientIp(ip("192.0.2.1"));
-        l.hold("alice", here, 3).unwrap();
+        l.spend("alice", here, 3).unwrap();
         // alice has 1 seat left of 4 a minute.
-        let refused = l.hold("alice", here, 2).unwrap_err();
-        assert!(matches!(refused, AppError::RateLimited { retry_after } if retry_after >= 1));
+        let refused = l.spend("alice", here, 2).unwrap_err();
+        assert!(matches!(refused, Refusal::RateLimited { retry_after } if retry_after >= 1));
         // bob, from the same address, has 3 of its 6 left.
-        l.hold("bob", here, 3).unwrap();
-        assert!(l.hold("carol", here, 1).is_err());
+        l.spend("bob", here, 3).unwrap();
+        assert!(l.spend("carol", here, 1).is_err());
         // Another address is not held back by this one.
-        l.hold("carol", ClientIp(ip("192.0.2.2")), 1).unwrap();
+        l.spend("carol", ClientIp(ip("192.0.2.2")), 1).unwrap();
         // More than a whole allowance at once is never allowed.
-        assert!(l.hold("dave", ClientIp(None), 5).is_err());
+        assert!(l.spend("dave", ClientIp(None), 5).is_err());
     }
 
     #[test]

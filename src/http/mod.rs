@@ -144,6 +144,7 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
                 ),
                 max_seats_per_hold: config.max_seats_per_hold,
                 max_holds_per_user: config.hold.max_holds_per_user,
+                max_keys_per_user: config.max_idempotency_keys_per_user,
             },
         })))
         .layer(

@@ -61,7 +61,7 @@ pub async fn hold<S: SeatStore>(
     let user = UserId::parse(body.user_id)?;
     let movie = app.store.movie(&movie_id).await?;
     let seat = movie.seat(&seat_id)?;
-    app.limiter.hold(user.as_str(), client, 1)?;
+    app.limiter.spend(user.as_str(), client, 1)?;
     let hold = app.store.hold(&movie, vec![seat], &user).await;
     metrics::counter!(crate::telemetry::HOLDS, "outcome" => outcome(&hold)).increment(1);
     let hold = hold?;

@@ -38,8 +38,7 @@ struct State {
     /// Released and expired sessions, about in the order they ended (an expired one ends when
     /// its hold lapsed, which may be a little before it is reaped), to forget.
     ended: VecDeque<(DateTime<Utc>, SessionId)>,
-    /// Idempotency keys per user and key.
-    keys: HashMap<(UserId, String), Kept>,
+    keys: Keys,
     /// The signing secret of API tokens, random per process.
     identity_secret: Vec<u8>,
 }
@@ -49,6 +48,59 @@ struct Kept {
     fingerprint: String,
     replay: Replay,
     at: DateTime<Utc>,
+}
+
+/// The idempotency keys per user and key, in the order they were kept, and how many each
+/// user has: forgetting the old ones takes the oldest first, without looking at the rest.
+#[derive(Default)]
+struct Keys {
+    kept: HashMap<(UserId, String), Kept>,
+    /// When each key was kept, oldest first; an entry whose key was kept again since (past
+    /// its lifetime) is skipped when its turn comes.
+    order: VecDeque<(DateTime<Utc>, (UserId, String))>,
+    per_user: HashMap<UserId, u64>,
+}
+
+impl Keys {
+    fn get(&self, key: &(UserId, String)) -> Option<&Kept> {
+        self.kept.get(key)
+    }
+
+    /// How many keys `user` has kept, old ones not yet forgotten included.
+    fn count(&self, user: &UserId) -> u64 {
+        self.per_user.get(user).copied().unwrap_or(0)
+    }
+
+    fn keep(&mut self, key: (UserId, String), kept: Kept) {
+        self.order.push_back((kept.at, key.clone()));
+        let user = key.0.clone();
+        if self.kept.insert(key, kept).is_none() {
+            *self.per_user.entry(user).or_default() += 1;
+        }
+    }
+
+    /// Forgets up to `batch` keys past their lifetime, oldest first.
+    fn forget(&mut self, now: DateTime<Utc>, batch: u32) -> u64 {
+        let mut gone = 0;
+        while gone < u64::from(batch)
+            && let Some((at, _)) = self.order.front()
+            && !fresh(*at, now)
+        {
+            let (at, key) = self.order.pop_front().expect("a front");
+            if self.kept.get(&key).is_none_or(|kept| kept.at != at) {
+                continue;
+            }
+            self.kept.remove(&key);
+            if let Some(count) = self.per_user.get_mut(&key.0) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_user.remove(&key.0);
+                }
+            }
+            gone += 1;
+        }
+        gone
+    }
 }
 
 struct SeatRow {
@@ -453,6 +505,7 @@ impl SeatStore for MemoryStore {
                     Err(StoreError::KeyReused)
                 };
             }
+            (claim.admit)(state.keys.count(user))?;
         }
         let outcome = match command {
             Command::Hold { movie, want } => {
@@ -479,9 +532,7 @@ impl SeatStore for MemoryStore {
                 replay,
                 at: now,
             };
-            state
-                .keys
-                .insert((user.clone(), claim.key.to_owned()), kept);
+            state.keys.keep((user.clone(), claim.key.to_owned()), kept);
         }
         outcome.map(Keyed::Done)
     }
@@ -510,18 +561,7 @@ impl SeatStore for MemoryStore {
 
     async fn forget_keys(&self, batch: u32) -> StoreResult<u64> {
         let now = Utc::now();
-        let mut state = self.lock();
-        let doomed: Vec<(UserId, String)> = state
-            .keys
-            .iter()
-            .filter(|(_, kept)| !fresh(kept.at, now))
-            .map(|(key, _)| key.clone())
-            .take(batch as usize)
-            .collect();
-        for key in &doomed {
-            state.keys.remove(key);
-        }
-        Ok(doomed.len() as u64)
+        Ok(self.lock().keys.forget(now, batch))
     }
 
     async fn report(&self, _: Report, _: Option<&str>) -> StoreResult<Rows> {
@@ -580,5 +620,57 @@ impl SeatStore for MemoryStore {
 
     fn events(&self) -> &Hub {
         &self.events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept(at: DateTime<Utc>) -> Kept {
+        Kept {
+            fingerprint: String::new(),
+            replay: Replay {
+                status: 200,
+                body: String::new(),
+            },
+            at,
+        }
+    }
+
+    fn key(user: &str, key: &str) -> (UserId, String) {
+        (UserId::parse(user.into()).unwrap(), key.into())
+    }
+
+    /// Forgetting takes the oldest keys first, a batch at a time, and stops at the first
+    /// fresh one: it never looks at the rest. A key kept again since is not forgotten by its
+    /// old entry, and each user's count follows.
+    #[test]
+    fn keys_are_forgotten_oldest_first_a_batch_at_a_time() {
+        let now = Utc::now();
+        let old = now - chrono::Duration::from_std(KEY_LIFETIME).unwrap();
+        let mut keys = Keys::default();
+        for (n, name) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            keys.keep(
+                key("alice", name),
+                kept(old - chrono::Duration::seconds(10 - n as i64)),
+            );
+        }
+        keys.keep(key("bob", "a"), kept(old));
+        // Kept again, fresh, past its lifetime: the old entry must not forget it.
+        keys.keep(key("alice", "b"), kept(now));
+        keys.keep(key("bob", "fresh"), kept(now));
+        assert_eq!(keys.count(&key("alice", "").0), 4);
+        assert_eq!(keys.count(&key("bob", "").0), 2);
+
+        assert_eq!(keys.forget(now, 2), 2, "a and c, b's old entry skipped");
+        assert!(keys.get(&key("alice", "a")).is_none());
+        assert!(keys.get(&key("alice", "b")).is_some());
+        assert!(keys.get(&key("alice", "c")).is_none());
+        assert_eq!(keys.forget(now, 10), 2, "d and bob's a; then a fresh one");
+        assert_eq!(keys.count(&key("alice", "").0), 1);
+        assert_eq!(keys.count(&key("bob", "").0), 1);
+        assert_eq!(keys.forget(now, 10), 0);
+        assert_eq!(keys.order.len(), 2, "only the fresh entries are left");
     }
 }

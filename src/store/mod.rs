@@ -67,6 +67,9 @@ pub enum StoreError {
     /// The idempotency key was used before for a different request.
     #[error("this idempotency key was used for a different request")]
     KeyReused,
+    /// The caller's gate (`Claim::admit`) refused a new keyed request; nothing was done.
+    #[error("refused: {0}")]
+    Refused(Refusal),
     /// Reports read views only the PostgreSQL store has.
     #[error("reports need PostgreSQL: set DATABASE_URL")]
     ReportsNeedPostgres,
@@ -82,6 +85,15 @@ pub enum StoreError {
     OutcomeUnknown,
     #[error("database error")]
     Database(#[source] sqlx::Error),
+}
+
+/// Why a caller's gate refused a keyed request (`Claim::admit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("past the rate limit: retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    #[error("{limit} idempotency keys are kept already")]
+    TooManyKeys { limit: u64 },
 }
 
 /// Why the store could not serve a request that it did not carry out.
@@ -252,6 +264,10 @@ pub struct Claim<'a> {
     /// The response to keep for an outcome, or `None` for one a retry should not see
     /// (conflicts, limits, outages: a retry may succeed).
     pub keep: &'a (dyn Fn(&StoreResult<Effect>) -> Option<Replay> + Send + Sync),
+    /// Called once the key is known to be new (a retry of a kept answer is never charged),
+    /// before the command, with how many keys the user keeps now (old ones not yet forgotten
+    /// included); an error refuses the request, and nothing is done or kept.
+    pub admit: &'a (dyn Fn(u64) -> StoreResult<()> + Send + Sync),
 }
 
 /// How long an idempotency key is remembered.

@@ -35,8 +35,14 @@ mod sql {
     /// Two keys whose hashes meet are told "in flight" while both are: rare, and retried.
     pub const CLAIM: &str = "select pg_try_advisory_xact_lock($1, hashtext($2 || ' ' || $3))";
 
-    pub const KEPT: &str = "select fingerprint, status, body from idempotency_keys
-         where user_id = $1 and key = $2 and created_at > now() - make_interval(secs => $3)";
+    /// The key's kept answer, if any, and how many keys the user keeps (old ones not yet
+    /// forgotten included): always one row.
+    pub const KEPT: &str = "select k.fingerprint, k.status, k.body,
+                (select count(*) from idempotency_keys where user_id = $1) as keys
+           from (select) as one
+           left join idempotency_keys k
+             on k.user_id = $1 and k.key = $2
+            and k.created_at > now() - make_interval(secs => $3)";
 
     /// A key past its lifetime but not yet deleted is written over.
     pub const KEEP: &str = "insert into idempotency_keys (user_id, key, fingerprint, status, body)
@@ -235,7 +241,8 @@ impl PgStore {
         }
     }
 
-    /// Takes the key's try-lock and reads what it keeps: `Some` to replay, `None` to go on.
+    /// Takes the key's try-lock and reads what it keeps: `Some` to replay, `None` to go on
+    /// once the claim's gate admits a new key.
     async fn claim(
         &self,
         tx: &mut PgConnection,
@@ -253,24 +260,27 @@ impl PgStore {
         if !claimed {
             return Err(StoreError::KeyInFlight);
         }
-        let kept: Option<(String, i16, String)> = sqlx::query_as(sql::KEPT)
+        let kept: (Option<String>, Option<i16>, Option<String>, i64) = sqlx::query_as(sql::KEPT)
             .persistent(self.link.persistent())
             .bind(user.as_str())
             .bind(claim.key)
             .bind(KEY_LIFETIME.as_secs_f64())
-            .fetch_optional(&mut *tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(classify)?;
         match kept {
-            None => Ok(None),
-            Some((fingerprint, _, _)) if fingerprint != claim.fingerprint => {
+            (Some(fingerprint), _, _, _) if fingerprint != claim.fingerprint => {
                 Err(StoreError::KeyReused)
             }
-            Some((_, status, body)) => Ok(Some(Replay {
+            (Some(_), Some(status), Some(body), _) => Ok(Some(Replay {
                 status: u16::try_from(status)
                     .map_err(|_| corrupt("idempotency_keys.status", &status.to_string()))?,
                 body,
             })),
+            (_, _, _, keys) => {
+                (claim.admit)(u64::try_from(keys).unwrap_or(0))?;
+                Ok(None)
+            }
         }
     }
 
