@@ -39,6 +39,8 @@ pub struct Config {
     /// Most event streams open at once in this process; beyond it a stream answers 503. Zero
     /// turns streams off (pages poll).
     pub max_event_streams: usize,
+    /// One address's share of them (`MAX_EVENT_STREAMS_PER_IP`); `0`: no share.
+    pub max_event_streams_per_ip: usize,
     /// Most seats one v1 hold may ask for (`MAX_SEATS_PER_HOLD`).
     pub max_seats_per_hold: usize,
     /// Most idempotency keys one API user may have kept at once, over their 24 hours
@@ -124,6 +126,7 @@ impl Default for Config {
             report_time_zone: "UTC".into(),
             reports_token: None,
             max_event_streams: 1000,
+            max_event_streams_per_ip: 100,
             max_seats_per_hold: 8,
             max_idempotency_keys_per_user: 1000,
             seed_api: true,
@@ -200,6 +203,11 @@ impl Config {
                 .map_or(d.report_time_zone, |tz| tz.trim().to_owned()),
             reports_token: get("REPORTS_TOKEN"),
             max_event_streams: parse(&get, "MAX_EVENT_STREAMS", d.max_event_streams)?,
+            max_event_streams_per_ip: parse(
+                &get,
+                "MAX_EVENT_STREAMS_PER_IP",
+                d.max_event_streams_per_ip,
+            )?,
             max_seats_per_hold: positive(&get, "MAX_SEATS_PER_HOLD", d.max_seats_per_hold)?,
             max_idempotency_keys_per_user: positive(
                 &get,

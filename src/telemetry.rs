@@ -27,6 +27,9 @@ pub const POOL_CONNECTIONS: &str = "boxoffice_db_pool_connections";
 pub const REAPER_RUNS: &str = "boxoffice_reaper_runs_total";
 pub const REAPER_ROWS: &str = "boxoffice_reaper_rows_total";
 pub const EVENT_STREAMS: &str = "boxoffice_event_streams";
+/// Event streams refused, by `reason`: `cap` (`MAX_EVENT_STREAMS`) or `address_share`
+/// (`MAX_EVENT_STREAMS_PER_IP`).
+pub const EVENT_STREAMS_REFUSED: &str = "boxoffice_event_streams_refused_total";
 /// Seat-map reads of the database (or memory): one per round, whatever the requests it serves.
 pub const SEAT_MAP_READS: &str = "boxoffice_seat_map_reads_total";
 /// Seat-map requests waiting for the next round of their movie.

@@ -388,3 +388,99 @@ async fn a_killed_listening_connection_means_a_fresh_snapshot_and_changes_keep_c
     assert_eq!(snapshots, 1, "one fresh snapshot after the reconnect");
     assert_eq!(page.get("A1").map(String::as_str), Some("held"), "{page:?}");
 }
+
+/// One address could take every stream the process allows, pushing every other page to
+/// polling: now it has a share (`MAX_EVENT_STREAMS_PER_IP`), and another address still gets
+/// one.
+#[tokio::test]
+async fn one_address_past_its_stream_share_is_refused_while_another_is_served() {
+    let mut config = test_config();
+    config.max_event_streams = 10;
+    config.max_event_streams_per_ip = 2;
+    // The test's requests come through a "proxy" on 127.0.0.1 naming the client.
+    config.rate_limits.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let (app, _) = serve(Store::Memory, config).await;
+    let from = |client: &str| {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", client.parse().unwrap());
+        headers
+    };
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let response = app
+            .client
+            .get(app.url(EVENTS))
+            .headers(from("203.0.113.7"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        open.push(response);
+    }
+    let refused = app
+        .client
+        .get(app.url(EVENTS))
+        .headers(from("203.0.113.7"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "too_many_streams");
+    let other = app
+        .client
+        .get(app.url(EVENTS))
+        .headers(from("198.51.100.8"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "another address has its own share"
+    );
+    let metrics = app
+        .client
+        .get(app.metrics_url())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"boxoffice_event_streams_refused_total{reason="address_share"} 1"#),
+        "{metrics}"
+    );
+}
+
+/// Every refused stream logged an ERROR line: one client retrying in a loop wrote 20,050
+/// lines in 5 s. A refusal the server chose is counted, and logged at most once in a while.
+#[tokio::test]
+async fn refused_streams_are_counted_not_logged_one_by_one() {
+    let server = common::process::ServerProcess::start(None, &[("MAX_EVENT_STREAMS", "0")]);
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        let refused = client
+            .get(format!("{}{EVENTS}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    server.signal("-TERM");
+    let log = server.wait_for_log("stopped");
+    let noisy: Vec<&String> = log
+        .iter()
+        .filter(|line| line.contains("ERROR") || line.contains("refused"))
+        .collect();
+    assert!(
+        noisy.len() <= 1,
+        "{} lines for 200 refusals: {noisy:#?}",
+        noisy.len()
+    );
+    assert!(
+        noisy.iter().all(|line| line.contains("WARN")),
+        "a refusal is no error: {noisy:#?}"
+    );
+}

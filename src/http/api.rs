@@ -299,10 +299,11 @@ fn render_map(movie: &Movie, round: &Round) -> Marked {
     ))]
 pub async fn events<S: SeatStore>(
     state: State<AppState<S>>,
+    client: ClientIp,
     path: Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, AppError> {
-    super::events::stream(state, path, headers).await
+    super::events::stream(state, client, path, headers).await
 }
 
 /// `{"seat_ids": [...]}` or `{"quantity": n}`, not both.

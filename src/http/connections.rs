@@ -1,12 +1,11 @@
 //! The HTTP/1.1 server loop: hyper's connection builder with the limits `axum::serve` doesn't
 //! expose, so that a slow, idle, oversized or greedy client costs bounded time and memory.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use super::AppError;
+use super::shares::Shares;
 use crate::telemetry;
 
 /// What one client may cost.
@@ -74,7 +74,10 @@ pub async fn serve(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BYTES));
     let open = Arc::new(Semaphore::new(limits.max_connections));
-    let per_ip = PerAddress::new(&limits);
+    let per_ip = Shares::new(
+        limits.max_connections_per_ip,
+        limits.trusted_proxies.clone(),
+    );
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -90,7 +93,7 @@ pub async fn serve(
         let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
         let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
         let tcp = Stalling::new(tcp, limits.response_write_timeout);
-        let Some(counted) = per_ip.open(peer.ip()) else {
+        let Some(share) = per_ip.take(peer.ip()) else {
             closed(CLOSED_OVER_ADDRESS_CAP);
             let refuse = hyper::service::service_fn(|_| async {
                 Ok::<_, std::convert::Infallible>(AppError::TooManyConnections.into_response())
@@ -118,7 +121,7 @@ pub async fn serve(
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
-            drop(counted);
+            drop(share);
             drop(permit);
         });
     }
@@ -161,59 +164,6 @@ async fn accept(
             tracing::warn!(%error, "cannot accept a connection");
             tokio::time::sleep(Duration::from_millis(100)).await;
             None
-        }
-    }
-}
-
-/// The connections open from each address, against `max_connections_per_ip`.
-struct PerAddress {
-    limit: usize,
-    exempt: Vec<IpAddr>,
-    open: OpenCounts,
-}
-
-/// The connections open from each address that has any.
-type OpenCounts = Arc<Mutex<HashMap<IpAddr, usize>>>;
-
-impl PerAddress {
-    fn new(limits: &ConnectionLimits) -> Self {
-        Self {
-            limit: limits.max_connections_per_ip,
-            exempt: limits.trusted_proxies.clone(),
-            open: Arc::default(),
-        }
-    }
-
-    /// Counts a connection from `ip` until the guard is dropped, or `None` if `ip` has as many
-    /// open as it may.
-    fn open(&self, ip: IpAddr) -> Option<Counted> {
-        if self.limit == 0 || self.exempt.contains(&ip) {
-            return Some(Counted(None));
-        }
-        let mut open = self.open.lock().expect("connection counts poisoned");
-        let count = open.entry(ip).or_default();
-        if *count >= self.limit {
-            return None;
-        }
-        *count += 1;
-        Some(Counted(Some((ip, Arc::clone(&self.open)))))
-    }
-}
-
-/// One counted connection; forgotten when dropped (and the address with its last one).
-struct Counted(Option<(IpAddr, OpenCounts)>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        let Some((ip, open)) = self.0.take() else {
-            return;
-        };
-        let mut open = open.lock().expect("connection counts poisoned");
-        if let Some(count) = open.get_mut(&ip) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&ip);
-            }
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -36,8 +36,10 @@ pub struct SseEvent {
     /// The event's JSON, as text.
     data: String,
 }
+use super::limits::ClientIp;
 use super::seat_maps::Round;
 use super::sessions::rfc3339;
+use super::shares::{Share, Shares};
 use super::{AppError, AppState};
 use crate::domain::{Movie, SeatId};
 use crate::events::{Change, Message, Start, Subscription};
@@ -49,20 +51,85 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How long a browser waits before reconnecting a stream that ended.
 const RETRY: Duration = Duration::from_secs(2);
 
-/// What every stream of this process shares: the cap on how many are open, and the signal
-/// that ends them all (graceful shutdown). Their snapshots are read in the seat maps' rounds.
+/// What every stream of this process shares: the cap on how many are open, each address's
+/// share of them, and the signal that ends them all (graceful shutdown). Their snapshots are
+/// read in the seat maps' rounds.
 pub struct Streams {
     open: Arc<Semaphore>,
+    per_ip: Shares,
     stop: CancellationToken,
+    refusals: Refusals,
 }
 
 impl Streams {
-    pub fn new(max_open: usize, stop: CancellationToken) -> Self {
+    /// At most `max_open` at once, `per_ip` of them from one address (`0`: no share).
+    pub fn new(max_open: usize, per_ip: usize, stop: CancellationToken) -> Self {
         Self {
             open: Arc::new(Semaphore::new(max_open)),
+            per_ip: Shares::new(per_ip, Vec::new()),
             stop,
+            refusals: Refusals::default(),
         }
     }
+
+    /// A place for a stream from `client`: its address's share, then one of the process's.
+    fn place(&self, client: ClientIp) -> Result<Place, AppError> {
+        let share = match client.0 {
+            Some(ip) => Some(
+                self.per_ip
+                    .take(ip)
+                    .ok_or_else(|| self.refuse("address_share"))?,
+            ),
+            None => None,
+        };
+        let permit = (self.open.clone().try_acquire_owned()).map_err(|_| self.refuse("cap"))?;
+        Ok(Place {
+            _permit: permit,
+            _share: share,
+        })
+    }
+
+    /// A stream refused by choice, not by fault: counted, and logged at most every
+    /// `REFUSALS_LOGGED_EVERY` with how many there were (a client retrying in a loop must
+    /// not fill the log).
+    fn refuse(&self, reason: &'static str) -> AppError {
+        metrics::counter!(crate::telemetry::EVENT_STREAMS_REFUSED, "reason" => reason).increment(1);
+        self.refusals.count(|refused| {
+            tracing::warn!(
+                refused,
+                "event streams refused (MAX_EVENT_STREAMS or MAX_EVENT_STREAMS_PER_IP): \
+                 those clients poll instead"
+            );
+        });
+        AppError::TooManyStreams
+    }
+}
+
+/// How often refused streams are logged, at most.
+const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(10);
+
+/// Refusals since the last log line, and when that was.
+#[derive(Default)]
+struct Refusals(Mutex<(u64, Option<std::time::Instant>)>);
+
+impl Refusals {
+    /// Counts one, and calls `log` with the count if the last line is old enough.
+    fn count(&self, log: impl FnOnce(u64)) {
+        let mut state = self.0.lock().expect("refusals poisoned");
+        let (count, last) = &mut *state;
+        *count += 1;
+        if last.is_none_or(|at| at.elapsed() >= REFUSALS_LOGGED_EVERY) {
+            log(*count);
+            *count = 0;
+            *last = Some(std::time::Instant::now());
+        }
+    }
+}
+
+/// An open stream's place: one of the process's, and one of its address's share.
+struct Place {
+    _permit: OwnedSemaphorePermit,
+    _share: Option<Share>,
 }
 
 /// One seat of a snapshot.
@@ -108,22 +175,18 @@ fn optional_rfc3339<S: serde::Serializer>(
     ))]
 pub async fn stream<S: SeatStore>(
     State(app): State<AppState<S>>,
+    client: ClientIp,
     Path(movie_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let permit = app
-        .streams
-        .open
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| AppError::TooManyStreams)?;
+    let place = app.streams.place(client)?;
     let movie = app.store.movie(&movie_id).await?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok());
     // Subscribed before the snapshot is read, so nothing falls between the two.
     let Subscription { start, receiver } = app.store.events().subscribe(&movie.id, last_event_id);
-    let mut feed = Feed::new(app, movie, receiver, permit);
+    let mut feed = Feed::new(app, movie, receiver, place);
     match start {
         Start::Snapshot { version } => {
             let snapshot = feed.snapshot(version).await?;
@@ -154,7 +217,7 @@ struct Feed<S> {
     pending: VecDeque<Event>,
     /// Messages numbered up to this are in the last snapshot sent.
     seen: u64,
-    _permit: OwnedSemaphorePermit,
+    _place: Place,
 }
 
 impl<S> Feed<S> {
@@ -164,7 +227,7 @@ impl<S> Feed<S> {
         app: AppState<S>,
         movie: Movie,
         receiver: broadcast::Receiver<Message>,
-        permit: OwnedSemaphorePermit,
+        place: Place,
     ) -> Self {
         metrics::gauge!(crate::telemetry::EVENT_STREAMS).increment(1);
         Self {
@@ -173,7 +236,7 @@ impl<S> Feed<S> {
             receiver,
             pending: VecDeque::new(),
             seen: 0,
-            _permit: permit,
+            _place: place,
         }
     }
 }

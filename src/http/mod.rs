@@ -38,6 +38,7 @@ mod pages;
 mod reports;
 mod seat_maps;
 mod sessions;
+mod shares;
 
 pub use error::AppError;
 use events::Streams;
@@ -133,7 +134,11 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
         .with_state(AppState(Arc::new(Shared {
             store,
             seat_maps: SeatMaps::default(),
-            streams: Streams::new(config.max_event_streams, stop_streams),
+            streams: Streams::new(
+                config.max_event_streams,
+                config.max_event_streams_per_ip,
+                stop_streams,
+            ),
             reports_token: config.reports_token.as_deref().map(Arc::from),
             openapi: openapi::Document(document.into()),
             limiter: limits::Limiter::new(&config.rate_limits),
@@ -151,7 +156,12 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
             ServiceBuilder::new()
                 .layer(RequestBodyDeadlineLayer::new(config.body_read_timeout))
                 .map_request(|request: Request<DeadlineBody<Body>>| request.map(Body::new))
-                .layer(TraceLayer::new_for_http())
+                // Every 5xx the server answers is logged where it is decided (an outage once
+                // for all it answers, a refusal by choice at a lower level, rate-limited), so
+                // the trace's own line for it is debug, not an error per request.
+                .layer(TraceLayer::new_for_http().on_failure(
+                    tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+                ))
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::X_CONTENT_TYPE_OPTIONS,
                     HeaderValue::from_static("nosniff"),
