@@ -37,6 +37,8 @@ async fn identity(app: &TestApp) -> (String, String) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
+    // A credential: no cache on the way may keep it.
+    assert_eq!(response.headers()["cache-control"], "no-store");
     let body: Value = response.json().await.unwrap();
     let token = body["token"].as_str().unwrap().to_owned();
     (body["user_id"].as_str().unwrap().to_owned(), token)

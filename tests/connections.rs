@@ -308,3 +308,23 @@ async fn shutdown_closes_what_is_still_open_at_its_deadline() {
     finished.unwrap().unwrap().unwrap();
     drop(stuck);
 }
+
+/// A body declared over `MAX_BODY_BYTES` was invited with `100 Continue`, then, when it did
+/// not come, answered 408 after the body's time: now it is refused 413 at once, unread.
+#[tokio::test]
+async fn a_body_declared_too_large_is_refused_at_once_not_invited() {
+    let app = app_with(Duration::from_secs(5), 64).await;
+    let mut socket = TcpStream::connect(app.addr).await.unwrap();
+    let request = "POST /movies/inception/seats/A1/hold HTTP/1.1\r\nHost: x\r\n\
+                   Content-Type: application/json\r\nExpect: 100-continue\r\n\
+                   Content-Length: 1000000\r\n\r\n";
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut first = [0u8; 12];
+    tokio::time::timeout(PATIENCE, socket.read_exact(&mut first))
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert_eq!(&first, b"HTTP/1.1 413", "not 100 Continue, nor 408 later");
+    let rest = read_until_closed(&mut socket).await;
+    assert!(rest.contains("\"code\":\"body_too_large\""), "{rest}");
+}

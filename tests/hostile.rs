@@ -161,6 +161,25 @@ fn table(session: &str) -> Vec<Case> {
         case(M::POST, holds)
             .header("content-encoding", "br")
             .json(r#"{"seat_ids":["A3"]}"#),
+        // Headers that must come once, twice: which one counts would be a guess.
+        case(M::POST, holds)
+            .header("authorization", "Bearer not-a-token")
+            .json(r#"{"seat_ids":["A3"]}"#),
+        case(M::POST, holds)
+            .header("content-type", "text/plain")
+            .json(r#"{"seat_ids":["A3"]}"#),
+        case(M::POST, holds)
+            .header("idempotency-key", "one")
+            .header("idempotency-key", "two")
+            .json(r#"{"seat_ids":["A3"]}"#),
+        case(M::POST, seed_hold)
+            .header("host", "127.0.0.1")
+            .header("host", "elsewhere.example")
+            .json(r#"{"user_id":"alice"}"#),
+        // A body declared over the limit, refused before it is read.
+        case(M::POST, seed_hold)
+            .header("expect", "100-continue")
+            .json(format!(r#"{{"user_id":"{}"}}"#, "a".repeat(20_000))),
     ];
     // Bodies, on both hold routes.
     let bodies: Vec<Vec<u8>> = [

@@ -131,13 +131,13 @@ pub struct IdentityBody {
 pub async fn create_identity<S: SeatStore>(
     State(app): State<AppState<S>>,
     client: ClientIp,
-) -> Result<(StatusCode, axum::Json<IdentityBody>), AppError> {
+) -> Result<Response, AppError> {
     app.limiter.identity(client)?;
     let (user_id, token) = app.api.signing.get(&app.store).await?.issue();
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(IdentityBody { user_id, token }),
-    ))
+    // A token is a credential: no cache on the way keeps it.
+    let no_store = [(header::CACHE_CONTROL, "no-store")];
+    let body = axum::Json(IdentityBody { user_id, token });
+    Ok((StatusCode::CREATED, no_store, body).into_response())
 }
 
 /// A movie, its room, and how many of its seats are free.

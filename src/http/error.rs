@@ -51,6 +51,8 @@ pub enum AppError {
     InvalidSessionId,
     /// A request target no route could mean: no leading slash, or a control character.
     InvalidTarget,
+    /// A header that must come once came more than once.
+    DuplicateHeader(&'static str),
     /// The body did not arrive within the time allowed for it.
     BodyTimeout,
     DuplicateSeat(SeatId),
@@ -166,6 +168,11 @@ impl AppError {
                 "the request target must be a path starting with / and free of control \
                  characters, decoded or not"
                     .into(),
+            ),
+            DuplicateHeader(name) => (
+                S::BAD_REQUEST,
+                "duplicate_header",
+                format!("the {name} header must be sent once"),
             ),
             BodyTimeout => (
                 S::REQUEST_TIMEOUT,

@@ -175,7 +175,13 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
                     header::REFERRER_POLICY,
                     HeaderValue::from_static("no-referrer"),
                 ))
-                .layer(middleware::from_fn_with_state(config.request_timeout, edge))
+                .layer(middleware::from_fn_with_state(
+                    Edge {
+                        timeout: config.request_timeout,
+                        max_body_bytes: config.max_body_bytes,
+                    },
+                    edge,
+                ))
                 // A bug that panics answers 500 JSON rather than dropping the connection,
                 // which a client could only take for an outcome unknown.
                 .layer(CatchPanicLayer::custom(panic_response)),
@@ -195,13 +201,24 @@ pub fn metrics_app<S: SeatStore>(store: S) -> Router {
         .with_state(store)
 }
 
+/// What the edge checks every request against.
+#[derive(Clone, Copy)]
+struct Edge {
+    timeout: Duration,
+    max_body_bytes: usize,
+}
+
 /// Every request's way in and out, in one middleware (each `from_fn` layer clones the stack
 /// below it and boxes a future for every request; BENCHMARKS.md, "Seat maps"): it is measured,
-/// refused if its target is broken, given its deadline, and any error answer becomes JSON.
-async fn edge(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+/// refused if its target or headers are broken or its body declared too large, given its
+/// deadline, and any error answer becomes JSON.
+async fn edge(State(edge): State<Edge>, request: Request, next: Next) -> Response {
     let measured = Measured::start(&request);
-    let response = match sound_target(request.uri()) {
-        Ok(()) => deadline(timeout, request, next).await,
+    let sound = sound_target(request.uri())
+        .and_then(|()| single_headers(request.headers()))
+        .and_then(|()| declared_size(request.headers(), edge.max_body_bytes));
+    let response = match sound {
+        Ok(()) => deadline(edge.timeout, request, next).await,
         Err(refusal) => refusal.into_response(),
     };
     let response = json_errors(response);
@@ -218,6 +235,32 @@ fn sound_target(uri: &axum::http::Uri) -> Result<(), AppError> {
         return Err(AppError::InvalidTarget);
     }
     Ok(())
+}
+
+/// Headers that say who asks, what the body is or which change it is: sent twice, which one
+/// counts would be a guess (a proxy may have read the other), so the request is refused.
+const SINGLE_HEADERS: [&str; 4] = ["authorization", "content-type", "host", "idempotency-key"];
+
+fn single_headers(headers: &axum::http::HeaderMap) -> Result<(), AppError> {
+    match SINGLE_HEADERS
+        .into_iter()
+        .find(|name| headers.get_all(*name).iter().nth(1).is_some())
+    {
+        Some(name) => Err(AppError::DuplicateHeader(name)),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a body whose declared length is over the limit before it is read: the client is
+/// told at once (and not invited to send it with `100 Continue`).
+fn declared_size(headers: &axum::http::HeaderMap, max: usize) -> Result<(), AppError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > max as u64 => Err(AppError::BodyTooLarge),
+        _ => Ok(()),
+    }
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
