@@ -33,8 +33,11 @@ struct State {
     sessions: HashMap<SessionId, Session>,
     /// Sessions still marked held (some may have lapsed), per user: the limit counts these.
     held_by_user: HashMap<UserId, HashSet<SessionId>>,
-    /// Every session of each user, oldest first.
-    by_user: HashMap<UserId, Vec<SessionId>>,
+    /// Every session of each user, by the order they were made: oldest first, and one is
+    /// forgotten without looking at the others.
+    by_user: HashMap<UserId, BTreeMap<u64, SessionId>>,
+    /// Sessions made so far: the next one's place in `by_user`.
+    sessions_made: u64,
     /// Released and expired sessions, about in the order they ended (an expired one ends when
     /// its hold lapsed, which may be a little before it is reaped), to forget.
     ended: VecDeque<(DateTime<Utc>, SessionId)>,
@@ -125,6 +128,8 @@ struct Session {
     expires_at: DateTime<Utc>,
     extensions: u32,
     reference: Option<BookingReference>,
+    /// Its place among its user's (`State::by_user`).
+    made: u64,
 }
 
 impl Session {
@@ -256,6 +261,7 @@ impl MemoryStore {
                 expires_at,
                 extensions: 0,
                 reference: None,
+                made: state.sessions_made,
             },
         );
         state
@@ -263,7 +269,13 @@ impl MemoryStore {
             .entry(user.clone())
             .or_default()
             .insert(session);
-        state.by_user.entry(user.clone()).or_default().push(session);
+        let made = state.sessions_made;
+        state.sessions_made += 1;
+        state
+            .by_user
+            .entry(user.clone())
+            .or_default()
+            .insert(made, session);
         self.publish(ChangeKind::Held, &movie.id, seats.clone(), Some(expires_at));
 
         Ok(Hold {
@@ -408,7 +420,7 @@ impl State {
             return;
         };
         if let Some(ids) = self.by_user.get_mut(&s.user) {
-            ids.retain(|id| *id != session);
+            ids.remove(&s.made);
             if ids.is_empty() {
                 self.by_user.remove(&s.user);
             }
@@ -549,7 +561,7 @@ impl SeatStore for MemoryStore {
             return Ok(Vec::new());
         };
         Ok(ids
-            .iter()
+            .values()
             .filter_map(|id| Some(state.sessions.get(id)?.info(*id, now)))
             .filter(|info| matches!(info.status, SessionStatus::Held | SessionStatus::Confirmed))
             .collect())
