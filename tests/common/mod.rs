@@ -188,6 +188,7 @@ pub fn server_binary() -> std::process::Command {
         .env("METRICS_ADDR", "127.0.0.1:0")
         // Their clients are crowds of people, all on 127.0.0.1.
         .env("MAX_CONNECTIONS_PER_IP", "0")
+        .env("MAX_EVENT_STREAMS_PER_IP", "0")
         .current_dir(std::env::temp_dir());
     command
 }
@@ -293,13 +294,18 @@ impl Backend for Pooled {
 // ---------------------------------------------------------------------------------------
 // The server
 
+/// The defaults, on free ports of 127.0.0.1, without the per-address shares: the tests'
+/// clients stand for crowds of people, all on 127.0.0.1 (the tests of the shares set them).
 pub fn test_config() -> Config {
-    Config {
+    let mut config = Config {
         bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         static_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("static"),
+        max_event_streams_per_ip: 0,
         ..Config::default()
-    }
+    };
+    config.connections.max_connections_per_ip = 0;
+    config
 }
 
 /// The real router served on a free port of 127.0.0.1 until dropped.
