@@ -108,7 +108,7 @@ impl Default for Config {
                 max_holds_per_user: 8,
                 max_extensions: 2,
                 max_lifetime: Duration::from_secs(600),
-                session_retention: Duration::from_secs(24 * 60 * 60),
+                session_retention: Duration::from_secs(60 * 60),
             },
             reaper_interval: Duration::from_secs(5),
             reaper_batch_size: 500,
@@ -143,7 +143,7 @@ impl Default for Config {
             },
             rate_limits: RateLimits {
                 seats_per_user: 120,
-                seats_per_ip: 6000,
+                seats_per_ip: 1200,
                 identities_per_ip: 600,
                 trusted_proxies: Vec::new(),
             },
@@ -451,7 +451,7 @@ mod tests {
         assert_eq!(config.hold.max_extensions, 2);
         assert_eq!(config.hold.max_lifetime, Duration::from_secs(600));
         assert_eq!(config.max_seats_per_hold, 8);
-        assert_eq!(config.hold.session_retention, Duration::from_secs(86400));
+        assert_eq!(config.hold.session_retention, Duration::from_secs(3600));
         assert!(config.seed_api);
         assert_eq!(config.identity_secret, None);
         assert_eq!(
@@ -461,7 +461,7 @@ mod tests {
         assert_eq!(config.connections.max_header_bytes, 16 * 1024);
         assert_eq!(config.connections.max_connections, 4096);
         assert_eq!(config.rate_limits.seats_per_user, 120);
-        assert_eq!(config.rate_limits.seats_per_ip, 6000);
+        assert_eq!(config.rate_limits.seats_per_ip, 1200);
         assert_eq!(config.rate_limits.identities_per_ip, 600);
         assert!(config.rate_limits.trusted_proxies.is_empty());
         let behind = from(&[
