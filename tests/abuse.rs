@@ -222,12 +222,7 @@ fn requests_labelled(metrics: &str, label: &str) -> f64 {
 #[tokio::test]
 async fn made_up_methods_add_no_metrics_series_and_metrics_are_off_the_public_listener() {
     let app = TestApp::spawn(MemoryStore::new(policy(LONG_TTL, 8)), test_config()).await;
-    let scrape = || async {
-        let response = app.client.get(app.metrics_url()).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        response.text().await.unwrap()
-    };
-    let before = scrape().await;
+    let before = app.metrics().await;
     for n in 0..50 {
         let method = format!("X{n:06}{}", "A".repeat(2000));
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
@@ -239,7 +234,7 @@ async fn made_up_methods_add_no_metrics_series_and_metrics_are_off_the_public_li
             .unwrap();
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     }
-    let after = scrape().await;
+    let after = app.metrics().await;
     assert!(!after.contains("X000"), "a made-up method is a label");
     let others = requests_labelled(&after, r#"method="other""#)
         - requests_labelled(&before, r#"method="other""#);

@@ -33,6 +33,16 @@ async fn read_until_closed(socket: &mut TcpStream) -> String {
 
 const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
 
+/// A connection answered once, so the server has it open.
+async fn served(addr: std::net::SocketAddr) -> TcpStream {
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket.write_all(HEALTHZ).await.unwrap();
+    let mut first = [0u8; 12];
+    socket.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    socket
+}
+
 #[tokio::test]
 async fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
     let app = app_with(Duration::from_millis(300), 64).await;
@@ -79,12 +89,7 @@ async fn past_the_connection_cap_a_client_waits_for_a_free_one_and_is_then_serve
     let app = app_with(Duration::from_secs(60), 2).await;
     let mut held = Vec::new();
     for _ in 0..2 {
-        let mut socket = TcpStream::connect(app.addr).await.unwrap();
-        socket.write_all(HEALTHZ).await.unwrap();
-        let mut first = [0u8; 12];
-        socket.read_exact(&mut first).await.unwrap();
-        assert_eq!(&first, b"HTTP/1.1 200");
-        held.push(socket);
+        held.push(served(app.addr).await);
     }
     // The kernel completes the handshake, but the server reads nothing from a third
     // connection while two are open.
@@ -153,15 +158,7 @@ async fn a_body_that_stalls_answers_408_once_its_time_is_up() {
 
 /// The server's count of connections it closed for `reason`.
 async fn closed_for(app: &TestApp, reason: &str) -> f64 {
-    let metrics = app
-        .client
-        .get(app.metrics_url())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let series = format!("boxoffice_http_connections_closed_total{{reason=\"{reason}\"}} ");
     metrics
         .lines()
@@ -228,12 +225,7 @@ async fn one_address_past_its_connection_share_is_answered_503_and_closed() {
     let app = TestApp::spawn(MemoryStore::new(policy(LONG_TTL, 8)), config).await;
     let mut held = Vec::new();
     for _ in 0..2 {
-        let mut socket = TcpStream::connect(app.addr).await.unwrap();
-        socket.write_all(HEALTHZ).await.unwrap();
-        let mut first = [0u8; 12];
-        socket.read_exact(&mut first).await.unwrap();
-        assert_eq!(&first, b"HTTP/1.1 200");
-        held.push(socket);
+        held.push(served(app.addr).await);
     }
     let mut third = TcpStream::connect(app.addr).await.unwrap();
     third.write_all(HEALTHZ).await.unwrap();

@@ -400,54 +400,29 @@ async fn one_address_past_its_stream_share_is_refused_while_another_is_served() 
     // The test's requests come through a "proxy" on 127.0.0.1 naming the client.
     config.rate_limits.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     let (app, _) = serve(Store::Memory, config).await;
-    let from = |client: &str| {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert("x-forwarded-for", client.parse().unwrap());
-        headers
+    let stream_from = |client: &'static str| {
+        app.client
+            .get(app.url(EVENTS))
+            .header("x-forwarded-for", client)
+            .send()
     };
     let mut open = Vec::new();
     for _ in 0..2 {
-        let response = app
-            .client
-            .get(app.url(EVENTS))
-            .headers(from("203.0.113.7"))
-            .send()
-            .await
-            .unwrap();
+        let response = stream_from("203.0.113.7").await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         open.push(response);
     }
-    let refused = app
-        .client
-        .get(app.url(EVENTS))
-        .headers(from("203.0.113.7"))
-        .send()
-        .await
-        .unwrap();
+    let refused = stream_from("203.0.113.7").await.unwrap();
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["code"], "too_many_streams");
-    let other = app
-        .client
-        .get(app.url(EVENTS))
-        .headers(from("198.51.100.8"))
-        .send()
-        .await
-        .unwrap();
+    let other = stream_from("198.51.100.8").await.unwrap();
     assert_eq!(
         other.status(),
         StatusCode::OK,
         "another address has its own share"
     );
-    let metrics = app
-        .client
-        .get(app.metrics_url())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"boxoffice_event_streams_refused_total{reason="address_share"} 1"#),
         "{metrics}"

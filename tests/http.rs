@@ -784,14 +784,8 @@ async fn an_unreachable_database_answers_503_with_retry_after() {
     assert_eq!(live.status(), StatusCode::OK);
 }
 
-/// The pool hands out a connection in use a moment ago unchecked, but checks one that sat
-/// idle: one the database ended meanwhile (a restart, an idle timeout) is replaced, and the
-/// request it would have served is answered, not refused.
-#[tokio::test]
-async fn a_connection_ended_while_idle_is_replaced_not_a_503() {
-    let db = TestDb::new().await;
-    let mut config = test_config();
-    config.pool.max_connections = 1;
+/// The server on `db` as it connects in production (`PgStore::connect`), with `config`'s pool.
+async fn connected_app(db: &TestDb, config: boxoffice::Config) -> TestApp {
     let store = PgStore::connect(
         &db.url,
         None,
@@ -801,7 +795,18 @@ async fn a_connection_ended_while_idle_is_replaced_not_a_503() {
     )
     .await
     .unwrap();
-    let app = TestApp::spawn(store, config).await;
+    TestApp::spawn(store, config).await
+}
+
+/// The pool hands out a connection in use a moment ago unchecked, but checks one that sat
+/// idle: one the database ended meanwhile (a restart, an idle timeout) is replaced, and the
+/// request it would have served is answered, not refused.
+#[tokio::test]
+async fn a_connection_ended_while_idle_is_replaced_not_a_503() {
+    let db = TestDb::new().await;
+    let mut config = test_config();
+    config.pool.max_connections = 1;
+    let app = connected_app(&db, config).await;
     let map = || app.client.get(app.url("/movies/inception/seats")).send();
     assert_eq!(map().await.unwrap().status(), StatusCode::OK);
     let mut admin = sqlx::PgConnection::connect(&common::admin_url())
@@ -833,16 +838,7 @@ async fn a_database_refusing_connections_answers_503() {
     let db = TestDb::new().await;
     let mut config = test_config();
     config.pool.acquire_timeout = Duration::from_millis(300);
-    let store = PgStore::connect(
-        &db.url,
-        None,
-        &config.pool,
-        config.hold,
-        config.hold_queue(),
-    )
-    .await
-    .unwrap();
-    let app = TestApp::spawn(store, config).await;
+    let app = connected_app(&db, config).await;
     let mut admin = sqlx::PgConnection::connect(&common::admin_url())
         .await
         .unwrap();

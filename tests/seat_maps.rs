@@ -12,15 +12,7 @@ use serde_json::{Value, json};
 
 /// The sum of a metric's series in the server's `/metrics`.
 async fn metric(app: &TestApp, name: &str) -> f64 {
-    let body = app
-        .client
-        .get(app.metrics_url())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = app.metrics().await;
     body.lines()
         .filter_map(|line| line.strip_prefix(name))
         .filter_map(|rest| rest.rsplit_once(' '))

@@ -345,6 +345,13 @@ impl TestApp {
     pub fn metrics_url(&self) -> String {
         format!("http://{}/metrics", self.metrics_addr)
     }
+
+    /// One scrape of the metrics listener.
+    pub async fn metrics(&self) -> String {
+        let response = self.client.get(self.metrics_url()).send().await.unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        response.text().await.unwrap()
+    }
 }
 
 impl Drop for TestApp {
