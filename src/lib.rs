@@ -45,7 +45,7 @@ impl Listeners {
 
 /// Binds, picks the store, and serves until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), BoxError> {
-    let listener = Listeners::bind(&config).await?;
+    let listeners = Listeners::bind(&config).await?;
     match &config.database_url {
         Some(url) => {
             let store = PgStore::connect(
@@ -58,7 +58,7 @@ pub async fn run(config: Config) -> Result<(), BoxError> {
             .await?;
             store.set_report_time_zone(&config.report_time_zone).await?;
             tracing::info!("using PostgreSQL; migrations are up to date");
-            serve(listener, store, &config, shutdown_signal()).await?;
+            serve(listeners, store, &config, shutdown_signal()).await?;
         }
         None => {
             tracing::warn!(
@@ -66,7 +66,7 @@ pub async fn run(config: Config) -> Result<(), BoxError> {
                  every hold and booking is lost when the server stops"
             );
             serve(
-                listener,
+                listeners,
                 MemoryStore::new(config.hold),
                 &config,
                 shutdown_signal(),

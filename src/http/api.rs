@@ -446,7 +446,7 @@ pub struct SessionsBody {
         (status = 409, description = "`seat_taken` (with `seats` and `suggestion`), `not_enough_seats` (with `free`), `idempotency_key_in_flight` (with `Retry-After`)", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`: not JSON; `unsupported_content_encoding`: a `Content-Encoding` other than `identity` (with `Accept-Encoding: identity`)", body = ErrorBody),
         (status = 422, description = "`invalid_body` (also JSON that is not an object), `invalid_seat_id`, `duplicate_seat`, `too_many_seats`, `idempotency_key_reused`", body = ErrorBody),
-        (status = 429, description = "`hold_limit`; `rate_limited` (with `Retry-After`)", body = ErrorBody),
+        (status = 429, description = "`hold_limit`; `rate_limited` (with `Retry-After`); `idempotency_key_limit`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
 pub async fn hold<S: SeatStore>(
@@ -606,6 +606,7 @@ pub async fn my_sessions<S: SeatStore>(
         (status = 409, description = "`extension_limit`, `already_confirmed`, `idempotency_key_in_flight`", body = ErrorBody),
         (status = 410, description = "`hold_expired`, `hold_released`", body = ErrorBody),
         (status = 422, description = "`idempotency_key_reused`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (with `Retry-After`); `idempotency_key_limit`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
 pub async fn extend<S: SeatStore>(
@@ -632,6 +633,7 @@ pub async fn extend<S: SeatStore>(
         (status = 409, description = "`idempotency_key_in_flight`", body = ErrorBody),
         (status = 410, description = "`hold_expired`, `hold_released`", body = ErrorBody),
         (status = 422, description = "`idempotency_key_reused`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (with `Retry-After`); `idempotency_key_limit`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
 pub async fn confirm<S: SeatStore>(
