@@ -92,7 +92,7 @@ pub async fn serve(
         let socket = socket2::SockRef::from(&tcp);
         let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
         let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
-        let tcp = Stalling::new(tcp, limits.response_write_timeout);
+        let tcp = JsonErrors::new(Stalling::new(tcp, limits.response_write_timeout));
         let Some(share) = per_ip.take(peer.ip()) else {
             closed(CLOSED_OVER_ADDRESS_CAP);
             let refuse = hyper::service::service_fn(|_| async {
@@ -264,5 +264,128 @@ impl AsyncWrite for Stalling {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let outcome = Pin::new(&mut self.tcp).poll_shutdown(cx);
         self.progress(cx, outcome)
+    }
+}
+
+/// hyper answers a request it cannot parse (two different `Content-Length`s, a malformed
+/// header, a header over the limit) itself, with a status and an empty body, before any
+/// router sees it. This gives such an answer the JSON error body every other one has: a head
+/// of a 4xx with `content-length: 0` and no type can only be hyper's (the router's 4xx all
+/// carry JSON), and is written as the same status with `AppError::Other`'s body instead.
+struct JsonErrors<T> {
+    io: T,
+    /// The answer written in place of hyper's, and how much of it is out.
+    pending: Option<(Vec<u8>, usize)>,
+}
+
+impl<T: AsyncWrite + Unpin> JsonErrors<T> {
+    fn new(io: T) -> Self {
+        Self { io, pending: None }
+    }
+
+    /// The JSON answer for `head`, if it is a bodiless 4xx of hyper's own.
+    fn replacement(head: &[u8]) -> Option<Vec<u8>> {
+        if !head.starts_with(b"HTTP/1.1 4") || !head.ends_with(b"\r\n\r\n") {
+            return None;
+        }
+        let lower = head.to_ascii_lowercase();
+        let has = |needle: &[u8]| lower.windows(needle.len()).any(|w| w == needle);
+        if !has(b"\r\ncontent-length: 0\r\n") || has(b"\r\ncontent-type:") {
+            return None;
+        }
+        let status = std::str::from_utf8(head.get(9..12)?).ok()?.parse().ok()?;
+        let status = axum::http::StatusCode::from_u16(status).ok()?;
+        let (_, body) = AppError::Other(status).json();
+        let body = body.to_string();
+        let line = head.split(|&b| b == b'\r').next()?;
+        let mut answer = line.to_vec();
+        answer.extend_from_slice(
+            format!(
+                "\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        Some(answer)
+    }
+
+    /// Writes out what is left of a replacement answer.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((answer, written)) = &mut self.pending {
+            if *written == answer.len() {
+                self.pending = None;
+                break;
+            }
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &answer[*written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Takes `head` in, answering with the replacement instead, if it has one.
+    fn replaced(&mut self, head: &[u8]) -> bool {
+        match Self::replacement(head) {
+            Some(answer) => {
+                self.pending = Some((answer, 0));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for JsonErrors<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for JsonErrors<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.poll_pending(cx))?;
+        if self.replaced(buf) {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.poll_pending(cx))?;
+        if let [head] = bufs
+            && self.replaced(head)
+        {
+            return Poll::Ready(Ok(head.len()));
+        }
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
