@@ -298,6 +298,12 @@ async fn shutdown_closes_what_is_still_open_at_its_deadline() {
     let finished = tokio::time::timeout(PATIENCE, server).await;
     assert!(finished.is_ok(), "still serving past the shutdown deadline");
     finished.unwrap().unwrap().unwrap();
+    let metrics = boxoffice::telemetry::handle().render();
+    assert!(
+        metrics
+            .contains(r#"boxoffice_http_connections_closed_total{reason="shutdown_deadline"} 1"#),
+        "the one connection left open is counted: {metrics}"
+    );
     drop(stuck);
 }
 

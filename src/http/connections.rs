@@ -88,24 +88,10 @@ pub async fn serve(
         let Some((tcp, peer, permit)) = accepted else {
             continue;
         };
-        let _ = tcp.set_nodelay(true);
-        let socket = socket2::SockRef::from(&tcp);
-        let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
-        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
-        let tcp = JsonErrors::new(Stalling::new(tcp, limits.response_write_timeout));
+        let io = TokioIo::new(bounded(tcp, &limits));
         let Some(share) = per_ip.take(peer.ip()) else {
-            closed(CLOSED_OVER_ADDRESS_CAP);
-            let refuse = hyper::service::service_fn(|_| async {
-                Ok::<_, std::convert::Infallible>(AppError::TooManyConnections.into_response())
-            });
-            let mut once = http.clone();
-            let connection = once
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(tcp), refuse);
-            tokio::spawn(async move {
-                let _ = connection.await;
-                drop(permit);
-            });
+            closed(CLOSED_OVER_ADDRESS_CAP, 1);
+            tokio::spawn(refuse(http.clone(), io, permit));
             continue;
         };
         let service = app
@@ -114,8 +100,7 @@ pub async fn serve(
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request.map(Body::new)
             });
-        let connection =
-            http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service));
+        let connection = http.serve_connection(io, TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -131,7 +116,8 @@ pub async fn serve(
         .is_err()
     {
         // The tasks still serving are dropped with the runtime, closing their connections.
-        closed(CLOSED_AT_SHUTDOWN);
+        let still_open = limits.max_connections - open.available_permits();
+        closed(CLOSED_AT_SHUTDOWN, still_open as u64);
         tracing::warn!(
             timeout = ?limits.shutdown_timeout,
             "connections still open at the shutdown deadline are closed"
@@ -144,8 +130,33 @@ const CLOSED_OVER_ADDRESS_CAP: &str = "address_cap";
 const CLOSED_STALLED: &str = "response_stalled";
 const CLOSED_AT_SHUTDOWN: &str = "shutdown_deadline";
 
-fn closed(reason: &'static str) {
-    metrics::counter!(telemetry::HTTP_CONNECTIONS_CLOSED, "reason" => reason).increment(1);
+fn closed(reason: &'static str, connections: u64) {
+    metrics::counter!(telemetry::HTTP_CONNECTIONS_CLOSED, "reason" => reason)
+        .increment(connections);
+}
+
+/// An accepted connection with its limits: no delay on small writes, its kernel buffers
+/// bounded, answers no one takes closed in time, and hyper's own refusals in JSON.
+fn bounded(tcp: TcpStream, limits: &ConnectionLimits) -> JsonErrors<Stalling> {
+    let _ = tcp.set_nodelay(true);
+    let socket = socket2::SockRef::from(&tcp);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    JsonErrors::new(Stalling::new(tcp, limits.response_write_timeout))
+}
+
+/// Answers a connection past its address's share: one 503 `too_many_connections`, then
+/// closed.
+async fn refuse(
+    mut http: hyper::server::conn::http1::Builder,
+    io: TokioIo<JsonErrors<Stalling>>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let refusal = hyper::service::service_fn(|_| async {
+        Ok::<_, std::convert::Infallible>(AppError::TooManyConnections.into_response())
+    });
+    let _ = http.keep_alive(false).serve_connection(io, refusal).await;
+    drop(permit);
 }
 
 /// The next connection, once one more may be open. An accept error (out of file descriptors,
@@ -212,7 +223,7 @@ impl Stalling {
                 ready!(self.deadline.as_mut().poll(cx));
                 if !self.expired {
                     self.expired = true;
-                    closed(CLOSED_STALLED);
+                    closed(CLOSED_STALLED, 1);
                 }
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
