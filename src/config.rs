@@ -1,14 +1,53 @@
 //! Every setting, read from the environment with its default. `.env.example` lists them all.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::http::connections::{ConnectionLimits, MIN_HEADER_BYTES};
-use crate::http::limits::RateLimits;
 use crate::store::HoldPolicy;
 use crate::store::postgres::{HoldQueue, PoolSettings, Pooler};
+
+/// What one client may cost.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// From when a connection is ready for a request (just opened, or idle after an answer)
+    /// until that request's whole header has arrived; then the connection is closed. So also
+    /// how long an idle keep-alive connection is kept.
+    pub header_read_timeout: Duration,
+    /// Most bytes of a request line and its headers; beyond it 431 and the connection closes.
+    pub max_header_bytes: usize,
+    /// Most connections open at once; beyond it new ones wait in the kernel's queue.
+    pub max_connections: usize,
+    /// Most connections open at once from one address (`MAX_CONNECTIONS_PER_IP`); beyond it a
+    /// new one is answered 503 `too_many_connections` and closed. `0`: no cap.
+    pub max_connections_per_ip: usize,
+    /// Peers exempt from the per-address cap: the trusted proxies, through which many
+    /// clients come (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<IpAddr>,
+    /// How long an answer may wait for the client to take any of its bytes
+    /// (`RESPONSE_WRITE_TIMEOUT_SECS`); then the connection is closed.
+    pub response_write_timeout: Duration,
+    /// How long, after the shutdown signal, the connections still open may take to finish
+    /// (`SHUTDOWN_TIMEOUT_SECS`); then they are closed.
+    pub shutdown_timeout: Duration,
+}
+
+/// The smallest header limit hyper accepts.
+pub const MIN_HEADER_BYTES: usize = 8192;
+
+/// The limits, per minute; `0` turns one off.
+#[derive(Debug, Clone, Default)]
+pub struct RateLimits {
+    /// Seats one identity may ask to hold per minute (`HOLD_SEATS_PER_MINUTE`).
+    pub seats_per_user: u32,
+    /// Seats one client address may ask to hold per minute (`HOLD_SEATS_PER_MINUTE_PER_IP`).
+    pub seats_per_ip: u32,
+    /// Identities one client address may make per minute (`IDENTITIES_PER_MINUTE_PER_IP`).
+    pub identities_per_ip: u32,
+    /// Proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<IpAddr>,
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -103,21 +142,10 @@ impl Default for Config {
             database_direct_url: None,
             bind_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
-            hold: HoldPolicy {
-                ttl: Duration::from_secs(120),
-                max_holds_per_user: 8,
-                max_extensions: 2,
-                max_lifetime: Duration::from_secs(600),
-                session_retention: Duration::from_secs(60 * 60),
-            },
+            hold: HoldPolicy::default(),
             reaper_interval: Duration::from_secs(5),
             reaper_batch_size: 500,
-            pool: PoolSettings {
-                max_connections: 16,
-                acquire_timeout: Duration::from_secs(2),
-                statement_timeout: Duration::from_secs(5),
-                pooler: Pooler::Direct,
-            },
+            pool: PoolSettings::default(),
             static_dir: PathBuf::from("static"),
             request_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(5),
@@ -375,7 +403,7 @@ where
 fn addresses(
     get: &impl Fn(&'static str) -> Option<String>,
     name: &'static str,
-) -> Result<Vec<std::net::IpAddr>, ConfigError> {
+) -> Result<Vec<IpAddr>, ConfigError> {
     let Some(value) = get(name) else {
         return Ok(Vec::new());
     };

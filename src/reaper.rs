@@ -82,7 +82,7 @@ mod tests {
         let store = MemoryStore::new(HoldPolicy {
             ttl: Duration::from_millis(20),
             session_retention: Duration::from_millis(1),
-            ..crate::Config::default().hold
+            ..HoldPolicy::default()
         });
         let movie = store.movie("inception").await.unwrap();
         let alice = UserId::parse("alice".to_owned()).unwrap();

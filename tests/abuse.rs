@@ -4,7 +4,7 @@
 
 mod common;
 
-use boxoffice::http::limits::RateLimits;
+use boxoffice::config::RateLimits;
 use boxoffice::store::MemoryStore;
 use common::{LONG_TTL, TestApp, json_of, policy, test_config};
 use reqwest::StatusCode;

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -24,35 +24,8 @@ use tower::ServiceExt;
 
 use super::AppError;
 use super::shares::Shares;
+use crate::config::{ConnectionLimits, MIN_HEADER_BYTES};
 use crate::telemetry;
-
-/// What one client may cost.
-#[derive(Debug, Clone)]
-pub struct ConnectionLimits {
-    /// From when a connection is ready for a request (just opened, or idle after an answer)
-    /// until that request's whole header has arrived; then the connection is closed. So also
-    /// how long an idle keep-alive connection is kept.
-    pub header_read_timeout: Duration,
-    /// Most bytes of a request line and its headers; beyond it 431 and the connection closes.
-    pub max_header_bytes: usize,
-    /// Most connections open at once; beyond it new ones wait in the kernel's queue.
-    pub max_connections: usize,
-    /// Most connections open at once from one address (`MAX_CONNECTIONS_PER_IP`); beyond it a
-    /// new one is answered 503 `too_many_connections` and closed. `0`: no cap.
-    pub max_connections_per_ip: usize,
-    /// Peers exempt from the per-address cap: the trusted proxies, through which many
-    /// clients come (`TRUSTED_PROXIES`).
-    pub trusted_proxies: Vec<IpAddr>,
-    /// How long an answer may wait for the client to take any of its bytes
-    /// (`RESPONSE_WRITE_TIMEOUT_SECS`); then the connection is closed.
-    pub response_write_timeout: Duration,
-    /// How long, after the shutdown signal, the connections still open may take to finish
-    /// (`SHUTDOWN_TIMEOUT_SECS`); then they are closed.
-    pub shutdown_timeout: Duration,
-}
-
-/// The smallest header limit hyper accepts.
-pub const MIN_HEADER_BYTES: usize = 8192;
 
 /// The kernel's buffers of one connection, each way: pipelined requests wait in the receive
 /// buffer and answers a client has not read yet in the send buffer, so these bound what a

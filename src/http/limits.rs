@@ -19,21 +19,9 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use super::AppState;
+use crate::config::RateLimits;
 use crate::store::Refusal;
 use crate::store::SeatStore;
-
-/// The limits, per minute; `0` turns one off.
-#[derive(Debug, Clone, Default)]
-pub struct RateLimits {
-    /// Seats one identity may ask to hold per minute (`HOLD_SEATS_PER_MINUTE`).
-    pub seats_per_user: u32,
-    /// Seats one client address may ask to hold per minute (`HOLD_SEATS_PER_MINUTE_PER_IP`).
-    pub seats_per_ip: u32,
-    /// Identities one client address may make per minute (`IDENTITIES_PER_MINUTE_PER_IP`).
-    pub identities_per_ip: u32,
-    /// Proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`).
-    pub trusted_proxies: Vec<IpAddr>,
-}
 
 pub struct Limiter {
     seats_per_user: Option<DefaultKeyedRateLimiter<String>>,

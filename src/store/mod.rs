@@ -34,6 +34,19 @@ pub struct HoldPolicy {
     pub session_retention: Duration,
 }
 
+/// The defaults of the settings (`HOLD_TTL_SECS` and the rest, README).
+impl Default for HoldPolicy {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(120),
+            max_holds_per_user: 8,
+            max_extensions: 2,
+            max_lifetime: Duration::from_secs(600),
+            session_retention: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("movie not found")]

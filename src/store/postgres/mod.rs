@@ -103,6 +103,18 @@ pub struct PoolSettings {
     pub pooler: Pooler,
 }
 
+/// The defaults of the settings (`DB_MAX_CONNECTIONS` and the rest, README).
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(5),
+            pooler: Pooler::Direct,
+        }
+    }
+}
+
 /// What the pool's connections reach (`DATABASE_POOLER`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Pooler {
@@ -196,7 +208,7 @@ impl PgStore {
     /// so it must be called inside a Tokio runtime.
     pub fn new(pool: PgPool, policy: HoldPolicy) -> Self {
         let direct = (*pool.connect_options()).clone();
-        let statement_timeout = crate::Config::default().pool.statement_timeout;
+        let statement_timeout = PoolSettings::default().statement_timeout;
         let link = Link::direct(pool, statement_timeout);
         Self::build(link, direct, policy, HoldQueue::default())
     }
