@@ -202,8 +202,14 @@ impl Config {
                     "MAX_HOLDS_PER_USER",
                     d.hold.max_holds_per_user,
                 )?,
+                max_holds_per_address: parse(
+                    &get,
+                    "MAX_HOLDS_PER_IP",
+                    d.hold.max_holds_per_address,
+                )?,
                 max_extensions: parse(&get, "MAX_HOLD_EXTENSIONS", d.hold.max_extensions)?,
                 max_lifetime: seconds(&get, "MAX_HOLD_LIFETIME_SECS", d.hold.max_lifetime)?,
+                rehold_window: seconds(&get, "REHOLD_WINDOW_SECS", d.hold.rehold_window)?,
                 session_retention: seconds(
                     &get,
                     "SESSION_RETENTION_SECS",
@@ -469,6 +475,8 @@ mod tests {
         assert_eq!(config.metrics_addr.to_string(), "127.0.0.1:9464");
         assert_eq!(config.hold.ttl, Duration::from_secs(120));
         assert_eq!(config.hold.max_holds_per_user, 8);
+        assert_eq!(config.hold.max_holds_per_address, 48);
+        assert_eq!(config.hold.rehold_window, Duration::from_secs(600));
         assert_eq!(config.hold_queue().capacity, 4096);
         assert_eq!(config.hold_queue().start_within, Duration::from_secs(2));
         assert_eq!(config.report_time_zone, "UTC");
@@ -528,6 +536,8 @@ mod tests {
             ("METRICS_ADDR", "0.0.0.0:9100"),
             ("HOLD_TTL_SECS", "0.5"),
             ("MAX_HOLDS_PER_USER", "3"),
+            ("MAX_HOLDS_PER_IP", "0"),
+            ("REHOLD_WINDOW_SECS", "90"),
             ("DB_MAX_CONNECTIONS", "32"),
             ("REPORT_TIME_ZONE", "Europe/Paris"),
             ("REPORTS_TOKEN", "0123456789abcdef"),
@@ -546,6 +556,8 @@ mod tests {
         assert_eq!(config.metrics_addr.to_string(), "0.0.0.0:9100");
         assert_eq!(config.hold.ttl, Duration::from_millis(500));
         assert_eq!(config.hold.max_holds_per_user, 3);
+        assert_eq!(config.hold.max_holds_per_address, 0, "zero lifts the cap");
+        assert_eq!(config.hold.rehold_window, Duration::from_secs(90));
         assert_eq!(config.pool.max_connections, 32);
         assert_eq!(config.report_time_zone, "Europe/Paris");
         assert_eq!(config.reports_token.as_deref(), Some("0123456789abcdef"));
@@ -559,6 +571,8 @@ mod tests {
             ("HOLD_TTL_SECS", "0"),
             ("HOLD_TTL_SECS", "-3"),
             ("MAX_HOLDS_PER_USER", "0"),
+            ("MAX_HOLDS_PER_IP", "-1"),
+            ("REHOLD_WINDOW_SECS", "0"),
             ("BIND_ADDR", "nowhere"),
             ("HOLD_QUEUE_LIMIT", "0"),
             // Shorter than the database's deadlines (2 s + 5 s) and the answer's margin.

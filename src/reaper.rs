@@ -1,5 +1,5 @@
-//! The background sweep that deletes expired holds, old idempotency keys and long-ended
-//! sessions. Garbage collection only: every read and
+//! The background sweep that deletes expired holds, old idempotency keys, long-ended
+//! sessions and runs of holds past their re-hold window. Garbage collection only: every read and
 //! hold already treats an expired hold as gone, whether or not this has run.
 
 use std::time::Duration;
@@ -48,6 +48,7 @@ async fn sweep<S: SeatStore>(store: &S, batch: u32) {
     }
     in_batches(batch, "idempotency keys", || store.forget_keys(batch)).await;
     in_batches(batch, "ended sessions", || store.forget_sessions(batch)).await;
+    in_batches(batch, "runs of holds", || store.forget_runs(batch)).await;
 }
 
 /// Runs `forget` until a batch comes back short, or fails.
@@ -87,7 +88,7 @@ mod tests {
         let movie = store.movie("inception").await.unwrap();
         let alice = UserId::parse("alice".to_owned()).unwrap();
         let seats = vec![SeatId::parse("A1").unwrap()];
-        let hold = store.hold(&movie, seats, &alice).await.unwrap();
+        let hold = store.hold(&movie, seats, &alice, None).await.unwrap();
         tokio::time::sleep((hold.expires_at - hold.server_time).to_std().unwrap() * 2).await;
         sweep(&store, 10).await;
         assert!(matches!(

@@ -5,7 +5,7 @@
 mod common;
 
 use boxoffice::config::RateLimits;
-use boxoffice::store::MemoryStore;
+use boxoffice::store::{HoldPolicy, MemoryStore};
 use common::{LONG_TTL, TestApp, json_of, policy, test_config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -360,4 +360,85 @@ async fn keys_kept_per_identity_are_bounded() {
         .await
         .unwrap();
     assert_eq!(unkeyed.status(), StatusCode::CREATED);
+}
+
+/// Item 4 of the second abuse round: identities from one address together hold at most
+/// `MAX_HOLDS_PER_IP` seats, on both APIs, and letting seats go and taking them again at once
+/// gets no new clock.
+#[tokio::test]
+async fn one_address_cannot_hoard_seats_or_reset_their_clock() {
+    let mut config = test_config();
+    config.rate_limits = RateLimits {
+        seats_per_user: 0,
+        seats_per_ip: 0,
+        identities_per_ip: 0,
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+    };
+    let store = MemoryStore::new(HoldPolicy {
+        max_holds_per_address: 12,
+        ..policy(LONG_TTL, 8)
+    });
+    let app = TestApp::spawn(store, config).await;
+    let attacker = Client {
+        app: &app,
+        forwarded_for: "203.0.113.5",
+    };
+    let tokens = [attacker.token().await, attacker.token().await];
+    let first = attacker.hold(&tokens[0], 8).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(
+        attacker.hold(&tokens[1], 4).await.status(),
+        StatusCode::CREATED
+    );
+    let third = attacker.token().await;
+    assert_address_limited(attacker.hold(&third, 1).await).await;
+    let walk_in = |from: &'static str, seat: &str| {
+        app.client
+            .post(app.url(&format!("/movies/inception/seats/{seat}/hold")))
+            .header("x-forwarded-for", from)
+            .json(&json!({ "user_id": "walk-in" }))
+    };
+    assert_address_limited(walk_in("203.0.113.5", "E1").send().await.unwrap()).await;
+    assert_eq!(held_seats(&app).await, 12);
+
+    // Released and taken again at once: the same deadline, not a fresh one.
+    attacker.release(&tokens[0], &first).await;
+    let again = app
+        .client
+        .post(app.url("/api/v1/movies/inception/holds"))
+        .header("x-forwarded-for", "203.0.113.5")
+        .bearer_auth(&tokens[0])
+        .json(&json!({ "seat_ids": first["seat_ids"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["seat_ids"], first["seat_ids"]);
+    assert_eq!(again["expires_at"], first["expires_at"]);
+
+    // Another address behind the same proxy is not held back, and its clock is its own; the
+    // tutorial's routes keep the same clock.
+    let held = json_of(walk_in("198.51.100.7", "E1")).await;
+    let release = app
+        .client
+        .delete(app.url(&format!(
+            "/sessions/{}",
+            held["session_id"].as_str().unwrap()
+        )))
+        .json(&json!({ "user_id": "walk-in" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(release.status(), StatusCode::NO_CONTENT);
+    let held_again = json_of(walk_in("198.51.100.7", "E1")).await;
+    assert_eq!(held_again["expires_at"], held["expires_at"]);
+    assert_ne!(held["expires_at"], first["expires_at"]);
+}
+
+async fn assert_address_limited(response: reqwest::Response) {
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "address_hold_limit", "{body}");
 }

@@ -47,6 +47,7 @@ async fn hold_seats<S: SeatStore>(
     let command = Command::Hold {
         movie: movie.clone(),
         want,
+        from: None,
     };
     match store.execute(user, command, None).await? {
         Keyed::Done(Effect::Held(hold)) => Ok(hold),
@@ -389,6 +390,7 @@ async fn a_key_replays_its_first_answer_and_refuses_another_request<B: Backend>(
     let command = || Command::Hold {
         movie: inception.clone(),
         want: Want::Best(2),
+        from: None,
     };
     let first = s
         .store
@@ -439,6 +441,7 @@ async fn an_answer_not_kept_lets_a_retry_do_the_work<B: Backend>() {
     let command = || Command::Hold {
         movie: inception.clone(),
         want: Want::Seats(seats(&["A1"])),
+        from: None,
     };
     let lost = s
         .store
@@ -476,6 +479,7 @@ async fn one_key_sent_at_once_many_times_acts_once<B: Backend>() {
                 let command = Command::Hold {
                     movie: inception,
                     want: Want::Best(2),
+                    from: None,
                 };
                 store
                     .execute(&user, command, Some(claim("once", "best 2")))
@@ -633,6 +637,7 @@ async fn a_new_key_passes_the_gate_with_the_users_key_count_and_a_replay_does_no
     let command = || Command::Hold {
         movie: inception.clone(),
         want: Want::Best(1),
+        from: None,
     };
     for key in ["g-1", "g-2"] {
         let done = s.store.execute(&user, command(), Some(keyed(key))).await;
@@ -684,6 +689,7 @@ async fn a_key_held_by_a_request_in_flight_is_refused_and_nothing_is_done() {
     let command = || Command::Hold {
         movie: inception.clone(),
         want: Want::Best(1),
+        from: None,
     };
     let refused = store
         .execute(&user, command(), Some(claim("busy", "best 1")))
@@ -737,6 +743,7 @@ async fn keys_past_their_lifetime_are_forgotten_and_act_afresh() {
     let command = || Command::Hold {
         movie: inception.clone(),
         want: Want::Best(1),
+        from: None,
     };
     let first = store
         .execute(&user, command(), Some(claim("old", "best 1")))

@@ -26,8 +26,20 @@ async fn hold<S: SeatStore>(
     ids: &[&str],
     who: &str,
 ) -> Result<Hold, StoreError> {
+    hold_from(store, movie_id, ids, who, None).await
+}
+
+/// A hold asked from the client address `from`.
+async fn hold_from<S: SeatStore>(
+    store: &S,
+    movie_id: &str,
+    ids: &[&str],
+    who: &str,
+    from: Option<&str>,
+) -> Result<Hold, StoreError> {
     let movie = movie(store, movie_id).await;
-    store.hold(&movie, seats(ids), &user(who)).await
+    let from = from.map(|ip| ip.parse().unwrap());
+    store.hold(&movie, seats(ids), &user(who), from).await
 }
 
 /// The seat map as (seat, user, confirmed) triples.
@@ -380,7 +392,7 @@ async fn concurrent_holds_by_one_user_stop_at_the_limit<B: Backend>() {
         let (store, room) = (s.store.clone(), room.clone());
         tokio::spawn(async move {
             store
-                .hold(&room, seats(&[&format!("A{n}")]), &user("greedy"))
+                .hold(&room, seats(&[&format!("A{n}")]), &user("greedy"), None)
                 .await
         })
     });
@@ -414,7 +426,7 @@ async fn losing_a_seat_race_leaves_the_quota_for_another_seat<B: Backend>() {
         .map(|(who, seat)| {
             let (store, room) = (s.store.clone(), room.clone());
             tokio::spawn(async move {
-                let result = store.hold(&room, seats(&[&seat]), &user(&who)).await;
+                let result = store.hold(&room, seats(&[&seat]), &user(&who), None).await;
                 (who, result)
             })
         })
@@ -466,7 +478,183 @@ async fn the_reaper_removes_expired_holds_in_batches<B: Backend>() {
     ));
 }
 
+const OFFICE: Option<&str> = Some("192.0.2.1");
+const HOME: Option<&str> = Some("2001:db8::");
+
+async fn one_address_holds_at_most_its_cap_across_users<B: Backend>() {
+    let s = B::open(HoldPolicy {
+        max_holds_per_address: 3,
+        ..policy(LONG_TTL, 8)
+    })
+    .await;
+    let first = hold_from(&s.store, "inception", &["A1", "A2"], "ann", OFFICE)
+        .await
+        .unwrap();
+    hold_from(&s.store, "dune-part-two", &["A1"], "bea", OFFICE)
+        .await
+        .unwrap();
+    for (seats, who) in [
+        (&["B1"][..], "cal"),
+        (&["B1"][..], "ann"),
+        (&["B1", "B2"], "dan"),
+    ] {
+        assert!(matches!(
+            hold_from(&s.store, "inception", seats, who, OFFICE).await,
+            Err(StoreError::AddressLimitReached { limit: 3 })
+        ));
+    }
+    // Another address, or none known, is not held back by this one.
+    hold_from(&s.store, "inception", &["C1"], "cal", HOME)
+        .await
+        .unwrap();
+    hold(&s.store, "inception", &["C2"], "dan").await.unwrap();
+    // A booked seat no longer counts, and neither does a released one.
+    s.store
+        .confirm(first.session_id, &user("ann"))
+        .await
+        .unwrap();
+    let again = hold_from(&s.store, "inception", &["D1", "D2"], "cal", OFFICE)
+        .await
+        .unwrap();
+    s.store
+        .release(again.session_id, &user("cal"))
+        .await
+        .unwrap();
+    hold_from(&s.store, "inception", &["E1", "E2"], "eve", OFFICE)
+        .await
+        .unwrap();
+    assert_eq!(taken(&s.store, "inception").await.len(), 6);
+}
+
+async fn concurrent_holds_from_one_address_stop_at_its_cap<B: Backend>() {
+    let s = B::open(HoldPolicy {
+        max_holds_per_address: 5,
+        ..policy(LONG_TTL, 8)
+    })
+    .await;
+    let room = movie(&s.store, "the-grand-budapest-hotel").await;
+    let attempts = (1..=24).map(|n| {
+        let (store, room) = (s.store.clone(), room.clone());
+        tokio::spawn(async move {
+            let who = user(&format!("user-{n}"));
+            let from = Some(OFFICE.unwrap().parse().unwrap());
+            store
+                .hold(&room, seats(&[&format!("A{n}")]), &who, from)
+                .await
+        })
+    });
+    let mut won = 0;
+    for attempt in futures::future::join_all(attempts).await {
+        match attempt.unwrap() {
+            Ok(_) => won += 1,
+            Err(StoreError::AddressLimitReached { limit: 5 }) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won, 5);
+    assert_eq!(taken(&s.store, "the-grand-budapest-hotel").await.len(), 5);
+}
+
+/// Letting a seat go and taking it again continues the run of holds: the new hold ends when
+/// the first one would have (its lifetime, here as long as a hold, counts from the first),
+/// for the same user from anywhere and for anyone from the same address; an extension
+/// cannot take it further.
+async fn letting_a_seat_go_and_taking_it_again_keeps_its_clock<B: Backend>() {
+    let s = B::open(HoldPolicy {
+        max_lifetime: LONG_TTL,
+        ..policy(LONG_TTL, 8)
+    })
+    .await;
+    let first = hold_from(&s.store, "inception", &["A1"], "ann", OFFICE)
+        .await
+        .unwrap();
+    let mut last = first.clone();
+    for (who, from) in [("ann", OFFICE), ("ann", HOME), ("bea", OFFICE)] {
+        s.store
+            .release(last.session_id, &last.user_id)
+            .await
+            .unwrap();
+        last = hold_from(&s.store, "inception", &["A1", "A2"], who, from)
+            .await
+            .unwrap();
+        assert_eq!(last.expires_at, first.expires_at, "{who} from {from:?}");
+    }
+    assert!(matches!(
+        s.store
+            .execute(
+                &user("bea"),
+                boxoffice::store::Command::Extend(last.session_id),
+                None
+            )
+            .await,
+        Err(StoreError::ExtensionLimit)
+    ));
+    // Someone else, from elsewhere, starts a run of their own.
+    s.store
+        .release(last.session_id, &user("bea"))
+        .await
+        .unwrap();
+    let elsewhere = Some("198.51.100.9");
+    let fresh = hold_from(&s.store, "inception", &["A1"], "cal", elsewhere)
+        .await
+        .unwrap();
+    assert_eq!(
+        (fresh.expires_at - fresh.server_time).to_std().unwrap(),
+        LONG_TTL
+    );
+}
+
+/// A run that has lasted as long as a hold may is refused until the window after its last
+/// deadline has passed; then the seat starts a new run, and the reaper forgets the old one.
+async fn a_run_past_its_lifetime_waits_out_the_window<B: Backend>() {
+    let window = SHORT_TTL;
+    let s = B::open(HoldPolicy {
+        max_lifetime: SHORT_TTL,
+        rehold_window: window,
+        ..policy(SHORT_TTL, 8)
+    })
+    .await;
+    let first = hold_from(&s.store, "inception", &["A1"], "ann", OFFICE)
+        .await
+        .unwrap();
+    wait_until_lapsed(first.server_time, first.expires_at).await;
+    for (who, from) in [("ann", HOME), ("bea", OFFICE)] {
+        match hold_from(&s.store, "inception", &["A1", "A2"], who, from).await {
+            Err(StoreError::HeldTooLong { retry_at }) => {
+                assert_eq!(retry_at, first.expires_at + window, "{who}");
+            }
+            other => panic!("{who}: {other:?}"),
+        }
+    }
+    hold_from(&s.store, "inception", &["A2"], "cal", HOME)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.store.forget_runs(10).await.unwrap(),
+        0,
+        "within the window"
+    );
+    wait_until_lapsed(first.server_time, first.expires_at + window).await;
+    let again = hold_from(&s.store, "inception", &["A1"], "ann", OFFICE)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.expires_at - again.server_time).to_std().unwrap(),
+        SHORT_TTL
+    );
+    // The first run's two marks (ann's and the office's) were written over by the new one;
+    // cal's two are past their window now too.
+    wait_until_lapsed(again.server_time, again.expires_at + window).await;
+    assert_eq!(s.store.forget_runs(3).await.unwrap(), 3, "in batches");
+    assert_eq!(s.store.forget_runs(10).await.unwrap(), 1);
+    assert_eq!(s.store.forget_runs(10).await.unwrap(), 0);
+}
+
 contract!(
+    one_address_holds_at_most_its_cap_across_users,
+    concurrent_holds_from_one_address_stop_at_its_cap,
+    letting_a_seat_go_and_taking_it_again_keeps_its_clock,
+    a_run_past_its_lifetime_waits_out_the_window,
     both_stores_serve_the_seeded_movies,
     holding_a_free_seat_starts_a_live_session,
     a_second_hold_on_a_held_seat_is_rejected,

@@ -336,11 +336,14 @@ async fn a_subscriber_that_falls_behind_gets_a_snapshot_and_ends_up_right() {
     let user = UserId::parse("cycler".into()).unwrap();
     let seat = SeatId::parse("D4").unwrap();
     for _ in 0..100_000 {
-        let hold = store.hold(&movie, vec![seat.clone()], &user).await.unwrap();
+        let hold = store
+            .hold(&movie, vec![seat.clone()], &user, None)
+            .await
+            .unwrap();
         store.release(hold.session_id, &user).await.unwrap();
     }
     let last = SeatId::parse("E1").unwrap();
-    store.hold(&movie, vec![last], &user).await.unwrap();
+    store.hold(&movie, vec![last], &user, None).await.unwrap();
 
     let mut snapshots = 0;
     loop {

@@ -40,7 +40,10 @@ async fn confirms_releases_takeovers_and_reapers_at_the_deadline_never_deadlock(
                 room.seat(&format!("{row}{first}")).unwrap(),
                 room.seat(&format!("{row}{}", first + 1)).unwrap(),
             ];
-            holds.push((user.clone(), store.hold(&room, seats, &user).await.unwrap()));
+            holds.push((
+                user.clone(),
+                store.hold(&room, seats, &user, None).await.unwrap(),
+            ));
         }
         let last = holds.iter().map(|(_, h)| h.expires_at).max().unwrap();
         let first = holds.iter().map(|(_, h)| h.expires_at).min().unwrap();
@@ -102,7 +105,7 @@ async fn at_the_deadline(
         let taker = tokio::spawn(async move {
             let user = user(&format!("r{round}-taker-{i}"));
             taker_start.wait().await;
-            match other.hold(&room, seats, &user).await {
+            match other.hold(&room, seats, &user, None).await {
                 Ok(_) | Err(StoreError::SeatTaken(_)) => Ok(()),
                 Err(error) => Err(format!("a takeover was told {error:?}")),
             }

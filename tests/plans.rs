@@ -141,6 +141,15 @@ async fn operations_read_only_their_rows(statistics: Statistics) {
     )
     .await
     .unwrap();
+    let extended = hold(&store, &room, pair(7), &user).await.unwrap();
+    within(
+        &store,
+        &admin,
+        "an extension",
+        FEW,
+        extend(&store, &extended, &user),
+    )
+    .await;
     let lapsed = hold(&store, &room, pair(5), &user).await.unwrap();
     lapse(&admin, lapsed.session_id).await;
     within(
@@ -188,13 +197,30 @@ async fn hold(
         keep: &|_| None,
         admit: &|_| Ok(()),
     };
+    // Each user from an address: the cap per address and the runs of holds are read too.
+    let from = if user.as_str().starts_with("other-") {
+        "192.0.2.2"
+    } else {
+        "192.0.2.1"
+    };
     let command = Command::Hold {
         movie: room.clone(),
         want: Want::Seats(seats),
+        from: Some(from.parse().unwrap()),
     };
     match store.execute(user, command, Some(claim)).await? {
         Keyed::Done(Effect::Held(hold)) => Ok(hold),
         other => panic!("a hold answered {other:?}"),
+    }
+}
+
+async fn extend(store: &PgStore, hold: &Hold, user: &UserId) {
+    let command = Command::Extend(hold.session_id);
+    match store.execute(user, command, None).await {
+        Ok(Keyed::Done(Effect::Extended(session))) => {
+            assert!(session.expires_at > hold.expires_at, "{session:?}");
+        }
+        other => panic!("an extension answered {other:?}"),
     }
 }
 
@@ -212,6 +238,9 @@ async fn every_operation(store: &PgStore, admin: &PgPool, room: &Movie, row: cha
         Err(StoreError::SeatTaken(_))
     ));
     store.confirm(held.session_id, user).await.unwrap();
+    let extended = hold(store, room, pair(7), user).await.unwrap();
+    extend(store, &extended, user).await;
+    store.release(extended.session_id, user).await.unwrap();
     let group = hold(store, room, pair(3), user).await.unwrap();
     store.release(group.session_id, user).await.unwrap();
     let lapsed = hold(store, room, pair(5), user).await.unwrap();
@@ -222,8 +251,8 @@ async fn every_operation(store: &PgStore, admin: &PgPool, room: &Movie, row: cha
     store.seat_map(&room.id).await.unwrap();
 }
 
-/// Runs `operation` and checks that it scanned neither `seat_holds` nor `hold_sessions` and
-/// read at most `most` rows of each.
+/// Runs `operation` and checks that it scanned none of `seat_holds`, `hold_sessions` and
+/// `hold_marks` and read at most `most` rows of each.
 async fn within<T>(
     store: &PgStore,
     admin: &PgPool,
@@ -260,7 +289,7 @@ async fn reads(store: &PgStore, admin: &PgPool) -> Vec<(String, i64, i64)> {
     }
     sqlx::query_as(
         "select relname::text, seq_scan, seq_tup_read + coalesce(idx_tup_fetch, 0)
-         from pg_stat_user_tables where relname in ('seat_holds', 'hold_sessions')
+         from pg_stat_user_tables where relname in ('seat_holds', 'hold_sessions', 'hold_marks')
          order by relname",
     )
     .fetch_all(admin)
@@ -285,14 +314,34 @@ async fn fill(admin: &PgPool, from: i64, count: i64, kind: &str) {
                     case when '{status}' = 'confirmed' then {reference} end
              from generate_series({from}, {to}) n
              returning id, movie_id, user_id)
-         insert into seat_holds (movie_id, seat_id, session_id, user_id, status, expires_at, confirmed_at)
+         insert into seat_holds (movie_id, seat_id, session_id, user_id, status, expires_at,
+                                 confirmed_at, client_ip)
          select s.movie_id, chr(65 + n % 1300 / 50) || (n % 50 + 1), s.id, s.user_id, '{status}',
-                {expires}, case when '{status}' = 'confirmed' then now() end
+                {expires}, case when '{status}' = 'confirmed' then now() end,
+                case when '{status}' = 'held' then ('10.0.' || n % 250 || '.1')::inet end
          from generate_series({from}, {to}) n join s on s.id = md5('fill-' || n)::uuid",
         to = from + count - 1,
         reference = common::reference_of("n"),
     );
     sql(admin, &rows).await;
+    // Each hold's runs: its user's and its address's.
+    sql(
+        admin,
+        &format!(
+            "insert into hold_marks (movie_id, seat_id, holder, first_at, until)
+             select h.movie_id, h.seat_id, holder, now() - interval '1 hour',
+                    coalesce(h.expires_at, now())
+               from seat_holds h
+              cross join lateral (values ('user:' || h.user_id),
+                                         ('ip:' || host(h.client_ip))) as m(holder)
+              where h.session_id in (select md5('fill-' || n)::uuid
+                                       from generate_series({from}, {to}) n)
+                and holder is not null
+             on conflict do nothing",
+            to = from + count - 1,
+        ),
+    )
+    .await;
 }
 
 /// Moves a hold's deadline into the past, as time would.

@@ -33,7 +33,7 @@ async fn one_seat_rush<S: SeatStore>(stores: Vec<S>, label: &str) {
                 let _permit = gate.acquire_owned().await.unwrap();
                 let user = UserId::parse(format!("fan-{i}")).unwrap();
                 store
-                    .hold(&movie, vec![seat], &user)
+                    .hold(&movie, vec![seat], &user, None)
                     .await
                     .map(|hold| (user, hold))
             })
@@ -266,7 +266,7 @@ async fn one_failing_request_does_not_fail_its_batch() {
                 };
                 let user = UserId::parse(format!("guest-{i}")).unwrap();
                 start.wait().await;
-                (i, store.hold(&movie, vec![seat], &user).await)
+                (i, store.hold(&movie, vec![seat], &user, None).await)
             })
         })
         .collect();

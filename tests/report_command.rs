@@ -47,7 +47,7 @@ async fn database_with_a_hard_title() -> TestDb {
     let movie = store.movie("tiger").await.unwrap();
     let alice = UserId::parse("alice".to_owned()).unwrap();
     let hold = store
-        .hold(&movie, vec![SeatId::parse("B3").unwrap()], &alice)
+        .hold(&movie, vec![SeatId::parse("B3").unwrap()], &alice, None)
         .await
         .unwrap();
     store.confirm(hold.session_id, &alice).await.unwrap();

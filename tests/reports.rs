@@ -29,7 +29,7 @@ async fn try_hold(
 ) -> Result<Hold, StoreError> {
     let movie = store.movie(movie).await.unwrap();
     let seats = ids.iter().map(|id| SeatId::parse(id).unwrap()).collect();
-    store.hold(&movie, seats, &user(who)).await
+    store.hold(&movie, seats, &user(who), None).await
 }
 
 async fn confirm(store: &PgStore, hold: &Hold) {

@@ -443,10 +443,10 @@ pub struct SessionsBody {
         (status = 400, description = "`malformed_json`, `invalid_idempotency_key`; `invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
         (status = 404, description = "`movie_not_found`, `seat_not_found`", body = ErrorBody),
-        (status = 409, description = "`seat_taken` (with `seats` and `suggestion`), `not_enough_seats` (with `free`), `idempotency_key_in_flight` (with `Retry-After`)", body = ErrorBody),
+        (status = 409, description = "`seat_taken` (with `seats` and `suggestion`), `not_enough_seats` (with `free`), `held_too_long` (with `Retry-After`), `idempotency_key_in_flight` (with `Retry-After`)", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`: not JSON; `unsupported_content_encoding`: a `Content-Encoding` other than `identity` (with `Accept-Encoding: identity`)", body = ErrorBody),
         (status = 422, description = "`invalid_body` (also JSON that is not an object), `invalid_seat_id`, `duplicate_seat`, `too_many_seats`, `idempotency_key_reused`", body = ErrorBody),
-        (status = 429, description = "`hold_limit`; `rate_limited` (with `Retry-After`); `idempotency_key_limit`", body = ErrorBody),
+        (status = 429, description = "`hold_limit`, `address_hold_limit`; `rate_limited` (with `Retry-After`); `idempotency_key_limit`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
 pub async fn hold<S: SeatStore>(
@@ -484,6 +484,7 @@ pub async fn hold<S: SeatStore>(
     let command = Command::Hold {
         movie: movie.clone(),
         want,
+        from: client.network(),
     };
     let change = Change {
         user: &user,

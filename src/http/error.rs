@@ -89,6 +89,15 @@ pub enum AppError {
     HoldLimit {
         limit: u32,
     },
+    /// The client's address holds as many seats as one address may.
+    AddressHoldLimit {
+        limit: u32,
+    },
+    /// The caller held one of the seats for as long as a hold may last, letting it go and
+    /// taking it again included; they may hold it again in `retry_after` seconds.
+    HeldTooLong {
+        retry_after: u64,
+    },
     /// Past a client's rate limit (`limits`); nothing was done.
     RateLimited {
         retry_after: u64,
@@ -253,6 +262,23 @@ impl AppError {
                 "hold_limit",
                 format!("you can hold at most {limit} seats at once"),
             ),
+            AddressHoldLimit { limit } => (
+                S::TOO_MANY_REQUESTS,
+                "address_hold_limit",
+                format!(
+                    "the people at your address hold {limit} seats, the most one address may \
+                     hold at once: confirm or release some first"
+                ),
+            ),
+            HeldTooLong { retry_after } => (
+                S::CONFLICT,
+                "held_too_long",
+                format!(
+                    "you have held one of these seats for as long as a hold may last, letting \
+                     it go and taking it again included: you can hold it again in \
+                     {retry_after} s"
+                ),
+            ),
             RateLimited { retry_after } => (
                 S::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -377,7 +403,8 @@ impl IntoResponse for AppError {
                 HeaderValue::from_static("identity"),
             );
         }
-        if let AppError::RateLimited { retry_after } = self {
+        if let AppError::RateLimited { retry_after } | AppError::HeldTooLong { retry_after } = self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
@@ -410,6 +437,12 @@ impl From<StoreError> for AppError {
             StoreError::Released => Self::HoldReleased,
             StoreError::AlreadyConfirmed => Self::AlreadyConfirmed,
             StoreError::LimitReached { limit } => Self::HoldLimit { limit },
+            StoreError::AddressLimitReached { limit } => Self::AddressHoldLimit { limit },
+            StoreError::HeldTooLong { retry_at } => Self::HeldTooLong {
+                retry_after: u64::try_from((retry_at - chrono::Utc::now()).num_seconds())
+                    .unwrap_or(0)
+                    .max(1),
+            },
             StoreError::NotEnoughSeats { free } => Self::NotEnoughSeats { free },
             StoreError::ExtensionLimit => Self::ExtensionLimit,
             StoreError::KeyInFlight => Self::KeyInFlight,

@@ -61,7 +61,7 @@ impl Limiter {
         if let Some(limiter) = &self.seats_per_user {
             check(limiter.check_key_n(&user.to_owned(), units))?;
         }
-        if let (Some(limiter), Some(ip)) = (&self.seats_per_ip, client.0) {
+        if let (Some(limiter), Some(ip)) = (&self.seats_per_ip, client.network()) {
             check(limiter.check_key_n(&ip, units))?;
         }
         Ok(())
@@ -70,7 +70,7 @@ impl Limiter {
     /// Spends one identity of `client`'s allowance, or refuses.
     pub fn identity(&self, client: ClientIp) -> Result<(), Refusal> {
         self.tidy();
-        match (&self.identities_per_ip, client.0) {
+        match (&self.identities_per_ip, client.network()) {
             (Some(limiter), Some(ip)) => check(Ok(limiter.check_key(&ip))),
             _ => Ok(()),
         }
@@ -141,6 +141,20 @@ fn check(
 /// server loop recorded no peer (a router called directly).
 #[derive(Clone, Copy, Debug)]
 pub struct ClientIp(pub Option<IpAddr>);
+
+impl ClientIp {
+    /// What limits per address count by: an IPv4 address, or the /64 network of an IPv6 one
+    /// (one subscriber's usual share, every address of which is theirs to use).
+    pub fn network(self) -> Option<IpAddr> {
+        self.0.map(|ip| match ip {
+            IpAddr::V4(_) => ip,
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            },
+        })
+    }
+}
 
 impl<S: SeatStore> FromRequestParts<AppState<S>> for ClientIp {
     type Rejection = std::convert::Infallible;
@@ -215,6 +229,27 @@ mod tests {
         l.spend("carol", ClientIp(ip("192.0.2.2")), 1).unwrap();
         // More than a whole allowance at once is never allowed.
         assert!(l.spend("dave", ClientIp(None), 5).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_client_counts_by_its_64_network() {
+        let network = |text: &str| ClientIp(ip(text)).network();
+        assert_eq!(network("2001:db8:1:2:aaaa::1"), ip("2001:db8:1:2::"));
+        assert_eq!(network("2001:db8:1:2:ffff::9"), ip("2001:db8:1:2::"));
+        assert_eq!(network("2001:db8:1:3::1"), ip("2001:db8:1:3::"));
+        assert_eq!(network("::ffff:192.0.2.7"), ip("192.0.2.7"));
+        assert_eq!(network("192.0.2.7"), ip("192.0.2.7"));
+        assert_eq!(ClientIp(None).network(), None);
+        let l = limiter(&[]);
+        for host in 1..=6 {
+            l.spend(
+                &format!("u{host}"),
+                ClientIp(ip(&format!("2001:db8::{host}"))),
+                1,
+            )
+            .unwrap_or_else(|_| panic!("seat {host} of the network's 6"));
+        }
+        assert!(l.spend("v", ClientIp(ip("2001:db8::ffff")), 1).is_err());
     }
 
     #[test]

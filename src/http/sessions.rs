@@ -46,10 +46,10 @@ pub(super) fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Resul
         (status = 201, body = HoldBody),
         (status = 400, description = "`malformed_json`; `invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 404, description = "`movie_not_found`, `seat_not_found`", body = ErrorBody),
-        (status = 409, description = "`seat_taken`, with `seats`", body = ErrorBody),
+        (status = 409, description = "`seat_taken`, with `seats`; `held_too_long` (with `Retry-After`)", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`: not JSON; `unsupported_content_encoding`: a `Content-Encoding` other than `identity` (with `Accept-Encoding: identity`)", body = ErrorBody),
         (status = 422, description = "`invalid_user_id`, `invalid_seat_id`, `invalid_body` (also JSON that is not an object)", body = ErrorBody),
-        (status = 429, description = "`hold_limit`; `rate_limited` (with `Retry-After`)", body = ErrorBody),
+        (status = 429, description = "`hold_limit`, `address_hold_limit`; `rate_limited` (with `Retry-After`)", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
 pub async fn hold<S: SeatStore>(
@@ -62,7 +62,10 @@ pub async fn hold<S: SeatStore>(
     let movie = app.store.movie(&movie_id).await?;
     let seat = movie.seat(&seat_id)?;
     app.limiter.spend(user.as_str(), client, 1)?;
-    let hold = app.store.hold(&movie, vec![seat], &user).await;
+    let hold = app
+        .store
+        .hold(&movie, vec![seat], &user, client.network())
+        .await;
     metrics::counter!(crate::telemetry::HOLDS, "outcome" => outcome(&hold)).increment(1);
     let hold = hold?;
     let body = HoldBody {
@@ -80,7 +83,8 @@ fn outcome(hold: &StoreResult<Hold>) -> &'static str {
     match hold {
         Ok(_) => "held",
         Err(StoreError::SeatTaken(_)) => "taken",
-        Err(StoreError::LimitReached { .. }) => "limit",
+        Err(StoreError::LimitReached { .. } | StoreError::AddressLimitReached { .. }) => "limit",
+        Err(StoreError::HeldTooLong { .. }) => "held_too_long",
         Err(StoreError::Unavailable(_)) => "unavailable",
         Err(StoreError::OutcomeUnknown) => "outcome_unknown",
         Err(_) => "error",

@@ -2,7 +2,9 @@
 //! database. One mutex guards all state, so every operation is atomic; nothing persists.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -33,6 +35,9 @@ struct State {
     sessions: HashMap<SessionId, Session>,
     /// Sessions still marked held (some may have lapsed), per user: the limit counts these.
     held_by_user: HashMap<UserId, HashSet<SessionId>>,
+    /// The same per client address, for the cap per address.
+    held_by_address: HashMap<IpAddr, HashSet<SessionId>>,
+    runs: Runs,
     /// Every session of each user, by the order they were made: oldest first, and one is
     /// forgotten without looking at the others.
     by_user: HashMap<UserId, BTreeMap<u64, SessionId>>,
@@ -106,6 +111,106 @@ impl Keys {
     }
 }
 
+/// Who a run of holds is counted for: the user, and the address they asked from.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Holder {
+    User(UserId),
+    Address(IpAddr),
+}
+
+impl Holder {
+    fn of(user: &UserId, from: Option<IpAddr>) -> impl Iterator<Item = Holder> {
+        std::iter::once(Holder::User(user.clone())).chain(from.map(Holder::Address))
+    }
+}
+
+/// A holder's run of holds of one seat (`HoldPolicy::rehold_window`).
+#[derive(Clone, Copy)]
+struct Run {
+    first_at: DateTime<Utc>,
+    /// The deadline of its last hold.
+    until: DateTime<Utc>,
+}
+
+type RunKey = (String, SeatId, Holder);
+
+/// The runs of holds per movie, seat and holder, and the order their deadlines were set in,
+/// to forget them without looking at the rest (as `Keys`).
+#[derive(Default)]
+struct Runs {
+    runs: HashMap<RunKey, Run>,
+    /// An entry whose run was continued since is skipped when its turn comes.
+    order: VecDeque<(DateTime<Utc>, RunKey)>,
+}
+
+impl Runs {
+    /// The runs `holders` have of `seats` that a hold at `now` would continue.
+    fn current(
+        &self,
+        movie: &str,
+        seats: &[SeatId],
+        holders: &[Holder],
+        window: Duration,
+        now: DateTime<Utc>,
+    ) -> Vec<Run> {
+        seats
+            .iter()
+            .flat_map(|seat| holders.iter().map(move |holder| (seat, holder)))
+            .filter_map(|(seat, holder)| {
+                self.runs
+                    .get(&(movie.to_owned(), seat.clone(), holder.clone()))
+            })
+            .filter(|run| run.until + window > now)
+            .copied()
+            .collect()
+    }
+
+    /// Starts or continues the run of each seat and holder: from `first_at`, to `until`.
+    fn record(&mut self, movie: &str, seats: &[SeatId], holders: &[Holder], run: Run) {
+        for seat in seats {
+            for holder in holders {
+                let key = (movie.to_owned(), seat.clone(), holder.clone());
+                let kept = self.runs.entry(key.clone()).or_insert(run);
+                kept.first_at = run.first_at;
+                kept.until = kept.until.max(run.until);
+                self.order.push_back((kept.until, key));
+            }
+        }
+    }
+
+    /// Moves the deadline of runs on to `until`, as an extension does.
+    fn extend(&mut self, movie: &str, seats: &[SeatId], holders: &[Holder], until: DateTime<Utc>) {
+        for seat in seats {
+            for holder in holders {
+                let key = (movie.to_owned(), seat.clone(), holder.clone());
+                if let Some(run) = self.runs.get_mut(&key)
+                    && run.until < until
+                {
+                    run.until = until;
+                    self.order.push_back((until, key));
+                }
+            }
+        }
+    }
+
+    /// Forgets up to `batch` runs whose window has passed, about oldest first.
+    fn forget(&mut self, window: Duration, now: DateTime<Utc>, batch: u32) -> u64 {
+        let mut gone = 0;
+        while gone < u64::from(batch)
+            && let Some((until, _)) = self.order.front()
+            && *until + window <= now
+        {
+            let (until, key) = self.order.pop_front().expect("a front");
+            if self.runs.get(&key).is_none_or(|run| run.until != until) {
+                continue;
+            }
+            self.runs.remove(&key);
+            gone += 1;
+        }
+        gone
+    }
+}
+
 struct SeatRow {
     session: SessionId,
     user: UserId,
@@ -122,6 +227,11 @@ impl SeatRow {
 struct Session {
     movie_id: String,
     user: UserId,
+    /// The client's address, when known.
+    from: Option<IpAddr>,
+    /// When the run of holds it continues began (`HoldPolicy::rehold_window`): its lifetime
+    /// counts from here.
+    began_at: DateTime<Utc>,
     seats: Vec<SeatId>,
     status: SessionStatus,
     created_at: DateTime<Utc>,
@@ -203,6 +313,7 @@ impl MemoryStore {
         movie: &Movie,
         seats: Vec<SeatId>,
         user: &UserId,
+        from: Option<IpAddr>,
         now: DateTime<Utc>,
     ) -> StoreResult<Hold> {
         let seats = lock_order(seats)?;
@@ -217,9 +328,42 @@ impl MemoryStore {
         if !taken.is_empty() {
             return Err(StoreError::SeatTaken(taken));
         }
-        let limit = self.policy.max_holds_per_user;
-        if state.live_holds(user, now) + seats.len() > limit as usize {
+        let policy = self.policy;
+        let holders: Vec<Holder> = Holder::of(user, from).collect();
+        // As `hold_seats` (migrations/0011): a hold that continues runs ends by the earliest
+        // of their lifetime and of their deadlines still to come; past the lifetime, refused.
+        let window = policy.rehold_window;
+        let runs = if window.is_zero() {
+            Vec::new()
+        } else {
+            state.runs.current(&movie.id, &seats, &holders, window, now)
+        };
+        let began_at = runs.iter().map(|run| run.first_at).fold(now, DateTime::min);
+        let live_until = runs
+            .iter()
+            .map(|run| run.until)
+            .filter(|&until| until > now);
+        let expires_at = live_until.fold(
+            (now + policy.ttl).min(began_at + policy.max_lifetime),
+            DateTime::min,
+        );
+        if expires_at <= now {
+            let last = runs.iter().map(|run| run.until).max().unwrap_or(now);
+            return Err(StoreError::HeldTooLong {
+                retry_at: last + window,
+            });
+        }
+        let limit = policy.max_holds_per_user;
+        if state.live_holds(state.held_by_user.get(user), now) + seats.len() > limit as usize {
             return Err(StoreError::LimitReached { limit });
+        }
+        let limit = policy.max_holds_per_address;
+        if let Some(address) = from
+            && limit > 0
+            && state.live_holds(state.held_by_address.get(&address), now) + seats.len()
+                > limit as usize
+        {
+            return Err(StoreError::AddressLimitReached { limit });
         }
 
         // Lapsed holds on these seats are taken over.
@@ -238,7 +382,6 @@ impl MemoryStore {
         self.publish(ChangeKind::Expired, &movie.id, expired, None);
 
         let session = SessionId::new();
-        let expires_at = now + self.policy.ttl;
         let map = state.seats.entry(movie.id.clone()).or_default();
         for seat in &seats {
             map.insert(
@@ -255,6 +398,8 @@ impl MemoryStore {
             Session {
                 movie_id: movie.id.clone(),
                 user: user.clone(),
+                from,
+                began_at,
                 seats: seats.clone(),
                 status: SessionStatus::Held,
                 created_at: now,
@@ -269,6 +414,20 @@ impl MemoryStore {
             .entry(user.clone())
             .or_default()
             .insert(session);
+        if let Some(address) = from {
+            state
+                .held_by_address
+                .entry(address)
+                .or_default()
+                .insert(session);
+        }
+        if !window.is_zero() {
+            let run = Run {
+                first_at: began_at,
+                until: expires_at,
+            };
+            state.runs.record(&movie.id, &seats, &holders, run);
+        }
         let made = state.sessions_made;
         state.sessions_made += 1;
         state
@@ -337,13 +496,17 @@ impl MemoryStore {
         let policy = self.policy;
         let s = state.own_session(session, user)?;
         s.status.extend(s.lapsed(now))?;
-        let deadline = (now + policy.ttl).min(s.created_at + policy.max_lifetime);
+        let deadline = (now + policy.ttl).min(s.began_at + policy.max_lifetime);
         if s.extensions >= policy.max_extensions || deadline <= s.expires_at {
             return Err(StoreError::ExtensionLimit);
         }
         s.expires_at = deadline;
         s.extensions += 1;
         let info = s.info(session, now);
+        let holders: Vec<Holder> = Holder::of(user, s.from).collect();
+        state
+            .runs
+            .extend(&info.movie_id, &info.seats, &holders, deadline);
         let map = state
             .seats
             .get_mut(&info.movie_id)
@@ -412,6 +575,14 @@ impl State {
                 self.held_by_user.remove(&s.user);
             }
         }
+        if let Some(address) = s.from
+            && let Some(live) = self.held_by_address.get_mut(&address)
+        {
+            live.remove(&session);
+            if live.is_empty() {
+                self.held_by_address.remove(&address);
+            }
+        }
     }
 
     /// Removes an ended session and every trace of it but the events already published.
@@ -427,8 +598,9 @@ impl State {
         }
     }
 
-    fn live_holds(&self, user: &UserId, now: DateTime<Utc>) -> usize {
-        self.held_by_user.get(user).map_or(0, |sessions| {
+    /// How many seats of `sessions` are held and live.
+    fn live_holds(&self, sessions: Option<&HashSet<SessionId>>, now: DateTime<Utc>) -> usize {
+        sessions.map_or(0, |sessions| {
             sessions
                 .iter()
                 .filter_map(|id| self.sessions.get(id))
@@ -473,8 +645,14 @@ impl SeatStore for MemoryStore {
             .collect())
     }
 
-    async fn hold(&self, movie: &Movie, seats: Vec<SeatId>, user: &UserId) -> StoreResult<Hold> {
-        self.hold_in(&mut self.lock(), movie, seats, user, Utc::now())
+    async fn hold(
+        &self,
+        movie: &Movie,
+        seats: Vec<SeatId>,
+        user: &UserId,
+        from: Option<IpAddr>,
+    ) -> StoreResult<Hold> {
+        self.hold_in(&mut self.lock(), movie, seats, user, from, Utc::now())
     }
 
     async fn confirm(&self, session: SessionId, user: &UserId) -> StoreResult<Booking> {
@@ -520,13 +698,13 @@ impl SeatStore for MemoryStore {
             (claim.admit)(state.keys.count(user))?;
         }
         let outcome = match command {
-            Command::Hold { movie, want } => {
+            Command::Hold { movie, want, from } => {
                 let seats = match want {
                     Want::Seats(seats) => Ok(seats),
                     Want::Best(quantity) => state.best(&movie, quantity, now),
                 };
                 seats
-                    .and_then(|seats| self.hold_in(&mut state, &movie, seats, user, now))
+                    .and_then(|seats| self.hold_in(&mut state, &movie, seats, user, from, now))
                     .map(Effect::Held)
             }
             Command::Confirm(session) => self
@@ -593,6 +771,12 @@ impl SeatStore for MemoryStore {
             gone += 1;
         }
         Ok(gone)
+    }
+
+    async fn forget_runs(&self, batch: u32) -> StoreResult<u64> {
+        let now = Utc::now();
+        let window = self.policy.rehold_window;
+        Ok(self.lock().runs.forget(window, now, batch))
     }
 
     async fn reap_expired(&self, batch: u32) -> StoreResult<u64> {

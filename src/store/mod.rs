@@ -1,6 +1,7 @@
 //! The storage seam: the `SeatStore` trait both stores implement, and its error type.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -23,11 +24,21 @@ pub struct HoldPolicy {
     pub ttl: Duration,
     /// How many live (unconfirmed) seats one user may hold at once, across all movies.
     pub max_holds_per_user: u32,
+    /// How many live seats the users of one client address may hold at once, across all
+    /// movies (`MAX_HOLDS_PER_IP`); 0 for no cap. Holds whose address is unknown are not
+    /// counted.
+    pub max_holds_per_address: u32,
     /// How many times a hold may be extended (`MAX_HOLD_EXTENSIONS`).
     pub max_extensions: u32,
     /// How long after it began a hold may last at most, extensions included
-    /// (`MAX_HOLD_LIFETIME_SECS`).
+    /// (`MAX_HOLD_LIFETIME_SECS`). A hold that continues a run (`rehold_window`) began when
+    /// the run did.
     pub max_lifetime: Duration,
+    /// A hold of a seat by the same user, or from the same address, within this long after
+    /// the deadline of their last hold of it continues that run of holds: its lifetime counts
+    /// from the run's first hold, so letting a seat go and taking it again does not reset its
+    /// clock (`REHOLD_WINDOW_SECS`); zero to keep no runs.
+    pub rehold_window: Duration,
     /// How long a released or expired session is remembered after it ended, to answer 410
     /// rather than 404 (`SESSION_RETENTION_SECS`); then the reaper forgets it. Bookings are
     /// never forgotten.
@@ -40,8 +51,10 @@ impl Default for HoldPolicy {
         Self {
             ttl: Duration::from_secs(120),
             max_holds_per_user: 8,
+            max_holds_per_address: 48,
             max_extensions: 2,
             max_lifetime: Duration::from_secs(600),
+            rehold_window: Duration::from_secs(600),
             session_retention: Duration::from_secs(60 * 60),
         }
     }
@@ -69,6 +82,13 @@ pub enum StoreError {
     AlreadyConfirmed,
     #[error("hold limit of {limit} seats reached")]
     LimitReached { limit: u32 },
+    /// The client's address holds as many seats as `max_holds_per_address` allows.
+    #[error("hold limit of {limit} seats per address reached")]
+    AddressLimitReached { limit: u32 },
+    /// This user or address held one of the seats for the longest a hold may last, in one run
+    /// (`HoldPolicy::rehold_window`): it may start a new run at `retry_at`.
+    #[error("held for as long as a hold may last; again from {retry_at}")]
+    HeldTooLong { retry_at: DateTime<Utc> },
     /// A best-available request for more seats than are free.
     #[error("only {free} seats are free")]
     NotEnoughSeats { free: usize },
@@ -247,7 +267,12 @@ pub enum Want {
 /// A change an API user asks for, which an idempotency key can guard.
 #[derive(Debug, Clone)]
 pub enum Command {
-    Hold { movie: Movie, want: Want },
+    Hold {
+        movie: Movie,
+        want: Want,
+        /// The client's address, when known: counted against `max_holds_per_address`.
+        from: Option<IpAddr>,
+    },
     Confirm(SessionId),
     Extend(SessionId),
 }
@@ -304,12 +329,14 @@ pub trait SeatStore: Clone + Send + Sync + 'static {
     /// Seats currently taken (live holds and bookings), in seat order. Never an expired hold.
     fn seat_map(&self, movie_id: &str) -> impl Future<Output = StoreResult<Vec<TakenSeat>>> + Send;
 
-    /// Holds all of `seats` for `user` or none of them. The seats must belong to `movie`'s grid.
+    /// Holds all of `seats` for `user`, asking `from` the address if known, or none of them.
+    /// The seats must belong to `movie`'s grid.
     fn hold(
         &self,
         movie: &Movie,
         seats: Vec<SeatId>,
         user: &UserId,
+        from: Option<IpAddr>,
     ) -> impl Future<Output = StoreResult<Hold>> + Send;
 
     /// Books the session's seats for good. Confirming twice answers the same booking.
@@ -361,6 +388,10 @@ pub trait SeatStore: Clone + Send + Sync + 'static {
     /// `session_retention` ago, oldest first; returns how many went. Afterwards they answer
     /// 404, as if they had never been.
     fn forget_sessions(&self, batch: u32) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Deletes up to `batch` runs of holds (`HoldPolicy::rehold_window`) whose window has
+    /// passed; returns how many went.
+    fn forget_runs(&self, batch: u32) -> impl Future<Output = StoreResult<u64>> + Send;
 
     /// Deletes up to `batch` expired holds; returns how many went. Garbage collection only:
     /// no answer of the store depends on it having run.

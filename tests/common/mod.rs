@@ -189,6 +189,7 @@ pub fn server_binary() -> std::process::Command {
         // Their clients are crowds of people, all on 127.0.0.1.
         .env("MAX_CONNECTIONS_PER_IP", "0")
         .env("MAX_EVENT_STREAMS_PER_IP", "0")
+        .env("MAX_HOLDS_PER_IP", "0")
         .current_dir(std::env::temp_dir());
     command
 }

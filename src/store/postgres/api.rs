@@ -7,6 +7,7 @@
 //! the transaction first takes a try-lock on (user, key), held to its end: a duplicate that
 //! cannot take it is in flight (409), one that can sees the key if the first committed.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -22,7 +23,8 @@ use crate::store::{
     StoreResult, Unavailable, Verdict, Want, lock_order,
 };
 
-/// Advisory lock classes, beside the per-user one of `hold_seats` (45253).
+/// Advisory lock classes, beside the per-user and per-address ones of `hold_seats` (45253,
+/// 45256).
 const KEY_LOCK: i32 = 45254;
 const MOVIE_LOCK: i32 = 45255;
 
@@ -62,6 +64,15 @@ mod sql {
     /// Released and expired sessions past their retention, oldest first. One without seat
     /// rows only (a session's are gone when it ends; the check keeps a stray one from
     /// failing the whole batch on the foreign key).
+    /// Runs of holds whose re-hold window has passed.
+    pub const FORGET_RUNS: &str = "with doomed as (
+             select movie_id, seat_id, holder from hold_marks
+              where until <= now() - make_interval(secs => $2)
+              limit $1
+                for update skip locked)
+         delete from hold_marks m using doomed d
+          where m.movie_id = d.movie_id and m.seat_id = d.seat_id and m.holder = d.holder";
+
     pub const FORGET_SESSIONS: &str = "with doomed as (
              select id from hold_sessions s
               where ended_at < now() - make_interval(secs => $2)
@@ -160,9 +171,10 @@ impl PgStore {
                 Command::Hold {
                     movie,
                     want: Want::Seats(seats),
+                    from,
                 },
                 None,
-            ) => self.hold(&movie, seats, user).await.map(Effect::Held),
+            ) => self.hold(&movie, seats, user, from).await.map(Effect::Held),
             (Command::Confirm(session), None) => {
                 self.confirm(session, user).await.map(Effect::Confirmed)
             }
@@ -207,9 +219,10 @@ impl PgStore {
             }
         }
         let outcome = match command {
-            Command::Hold { movie, want } => {
-                self.hold_in(tx, &movie, want, user).await.map(Effect::Held)
-            }
+            Command::Hold { movie, want, from } => self
+                .hold_in(tx, &movie, want, user, from)
+                .await
+                .map(Effect::Held),
             Command::Confirm(session) => self
                 .confirm_in(tx, session, user)
                 .await
@@ -290,11 +303,13 @@ impl PgStore {
         movie: &Movie,
         want: Want,
         user: &UserId,
+        from: Option<IpAddr>,
     ) -> StoreResult<Hold> {
         let request = |seats| Request {
             movie_id: movie.id.clone(),
             seats,
             user: user.clone(),
+            from,
         };
         let quantity = match want {
             Want::Seats(seats) => {
@@ -430,6 +445,11 @@ impl PgStore {
 
     pub(super) async fn forget_old_keys(&self, batch: u32) -> StoreResult<u64> {
         self.forget(sql::FORGET, batch, KEY_LIFETIME).await
+    }
+
+    pub(super) async fn forget_old_runs(&self, batch: u32) -> StoreResult<u64> {
+        self.forget(sql::FORGET_RUNS, batch, self.policy.rehold_window)
+            .await
     }
 
     pub(super) async fn forget_old_sessions(&self, batch: u32) -> StoreResult<u64> {

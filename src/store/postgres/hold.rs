@@ -1,9 +1,10 @@
 //! Holds, decided together: concurrent holds (single seats and groups) are gathered into one call of
 //! `hold_seats` (migrations/0003), one round trip and one transaction, and each request still
 //! gets the answer it could get alone, sent only after the commit. The function keeps the one
-//! lock order: per-user advisory locks (sorted by key), then seat rows in seat order, then
-//! session rows.
+//! lock order: per-user advisory locks (sorted by key), then per-address ones (sorted), then
+//! seat rows in seat order, then session rows, then runs of holds (`hold_marks`).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,6 +25,8 @@ pub(super) struct Request {
     pub movie_id: String,
     pub seats: Vec<SeatId>,
     pub user: UserId,
+    /// The client's address, if known.
+    pub from: Option<IpAddr>,
 }
 
 /// What one round decided for a request.
@@ -233,11 +236,12 @@ struct Outcome {
     taken: Option<Vec<String>>,
     held_until: Option<DateTime<Utc>>,
     decided_at: DateTime<Utc>,
+    retry_at: Option<DateTime<Utc>>,
 }
 
 /// The arguments of one `hold_seats` call: every requested seat in lock order, with the
 /// number (from 1, in arrival order) of the request it belongs to, and per request the
-/// session it starts and its user.
+/// session it starts, its user and its address (as text, cast to `inet` in the call).
 #[derive(Default)]
 struct Batch<'a> {
     seat_requests: Vec<i32>,
@@ -245,6 +249,7 @@ struct Batch<'a> {
     seat_ids: Vec<&'a str>,
     sessions: Vec<Uuid>,
     users: Vec<&'a str>,
+    addresses: Vec<Option<String>>,
 }
 
 impl<'a> Batch<'a> {
@@ -269,6 +274,9 @@ impl<'a> Batch<'a> {
         for request in requests {
             batch.sessions.push(SessionId::new().0);
             batch.users.push(request.user.as_str());
+            batch
+                .addresses
+                .push(request.from.map(|address| address.to_string()));
         }
         batch
     }
@@ -325,6 +333,18 @@ async fn call(
         .bind(&batch.users)
         .bind(policy.ttl.as_secs_f64())
         .bind(i32::try_from(policy.max_holds_per_user).unwrap_or(i32::MAX))
+        .bind(&batch.addresses)
+        .bind(
+            Some(policy.max_holds_per_address)
+                .filter(|&cap| cap > 0)
+                .map(|cap| i32::try_from(cap).unwrap_or(i32::MAX)),
+        )
+        .bind(policy.max_lifetime.as_secs_f64())
+        .bind(
+            Some(policy.rehold_window)
+                .filter(|window| !window.is_zero())
+                .map(|window| window.as_secs_f64()),
+        )
         .fetch_all(conn)
         .await
         // On its own, the statement is its transaction: a lost answer may be a lost "done".
@@ -377,6 +397,12 @@ fn decision(
         }
         ("limit", _) => Decision::Done(Err(StoreError::LimitReached {
             limit: policy.max_holds_per_user,
+        })),
+        ("address_limit", _) => Decision::Done(Err(StoreError::AddressLimitReached {
+            limit: policy.max_holds_per_address,
+        })),
+        ("rehold", _) => Decision::Done(Err(StoreError::HeldTooLong {
+            retry_at: o.retry_at.ok_or_else(|| bad("rehold without a time"))?,
         })),
         ("again", _) => Decision::Again,
         (other, _) => return Err(bad(&format!("{other:?}"))),

@@ -4,6 +4,7 @@
 //! code around it only decides which answer each request gets.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -39,8 +40,8 @@ const HOLD_WORKERS: usize = 1;
 /// The statements of the hold batcher and the reaper: calls of migrations/0003's functions.
 mod statements {
     /// Decides a batch of holds in one call.
-    pub const HOLD_SEATS: &str = "select request, outcome, taken, held_until, decided_at
-         from hold_seats($1, $2, $3, $4, $5, $6, $7)";
+    pub const HOLD_SEATS: &str = "select request, outcome, taken, held_until, decided_at, retry_at
+         from hold_seats($1, $2, $3, $4, $5, $6, $7, $8::inet[], $9, $10, $11)";
 
     /// Deletes up to `$1` expired holds; returns how many went.
     pub const REAP_EXPIRED: &str = "select reap_expired($1)";
@@ -51,7 +52,7 @@ mod statements {
     /// Answers the reference.
     pub const CONFIRM: &str = "with seats as (
              update seat_holds
-             set status = 'confirmed', expires_at = null, confirmed_at = now()
+             set status = 'confirmed', expires_at = null, confirmed_at = now(), client_ip = null
              where session_id = $1),
          session as (
              update hold_sessions
@@ -68,12 +69,13 @@ mod statements {
              update hold_sessions set status = 'released', ended_at = now() where id = $1)
          select record_seat_changes('released', $2, $3, $4, $5, null)";
 
-    /// Extends session `$1` to now + `$6` seconds, but no later than `$7` seconds after it
-    /// began and only if it has been extended fewer than `$8` times and the new deadline is
-    /// later; records it as `CONFIRM` does. Answers the new deadline and count, or no row.
+    /// Extends session `$1` to now + `$6` seconds, but no later than `$7` seconds after its
+    /// run began and only if it has been extended fewer than `$8` times and the new deadline
+    /// is later; moves its runs' deadlines on with it; records it as `CONFIRM` does. Answers
+    /// the new deadline and count, or no row.
     pub const EXTEND: &str = "with deadline as (
              select least(now() + make_interval(secs => $6),
-                          s.created_at + make_interval(secs => $7)) as at
+                          coalesce(s.began_at, s.created_at) + make_interval(secs => $7)) as at
                from hold_sessions s
               where s.id = $1 and s.extensions < $8),
          session as (
@@ -84,7 +86,14 @@ mod statements {
          seats as (
              update seat_holds h set expires_at = s.expires_at
                from session s
-              where h.session_id = $1)
+              where h.session_id = $1),
+         runs as (
+             update hold_marks m set until = s.expires_at
+               from session s, seat_holds h
+              where h.session_id = $1
+                and m.movie_id = h.movie_id and m.seat_id = h.seat_id
+                and m.holder in ('user:' || h.user_id, 'ip:' || host(h.client_ip))
+                and m.until < s.expires_at)
          select s.expires_at, s.extensions,
                 record_seat_changes('extended', $2, $3, $4, $5,
                                     array_fill(s.expires_at, array[cardinality($3)]))::text
@@ -510,11 +519,18 @@ impl SeatStore for PgStore {
             .collect()
     }
 
-    async fn hold(&self, movie: &Movie, seats: Vec<SeatId>, user: &UserId) -> StoreResult<Hold> {
+    async fn hold(
+        &self,
+        movie: &Movie,
+        seats: Vec<SeatId>,
+        user: &UserId,
+        from: Option<IpAddr>,
+    ) -> StoreResult<Hold> {
         let request = hold::Request {
             movie_id: movie.id.clone(),
             seats: lock_order(seats)?,
             user: user.clone(),
+            from,
         };
         // Groups too: `hold_seats` settles a group that got only some of its seats by
         // deleting them, and decides again whoever lost a seat to it, so batching changes no
@@ -571,6 +587,10 @@ impl SeatStore for PgStore {
 
     async fn forget_sessions(&self, batch: u32) -> StoreResult<u64> {
         self.forget_old_sessions(batch).await
+    }
+
+    async fn forget_runs(&self, batch: u32) -> StoreResult<u64> {
+        self.forget_old_runs(batch).await
     }
 
     async fn report(&self, report: Report, movie: Option<&str>) -> StoreResult<Rows> {
