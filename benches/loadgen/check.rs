@@ -15,6 +15,20 @@ pub struct Told {
 }
 
 impl Told {
+    /// A granted hold, as either API answers it: its seats.
+    pub fn hold(&mut self, hold: &serde_json::Value) {
+        let text = |key: &str| hold[key].as_str().unwrap().to_owned();
+        let seats: Vec<String> = match hold.get("seat_ids") {
+            // An API hold: its seats.
+            Some(seats) => serde_json::from_value(seats.clone()).unwrap(),
+            None => vec![text("seat_id")],
+        };
+        for seat in seats {
+            self.held
+                .push((text("movie_id"), seat, text("session_id").parse().unwrap()));
+        }
+    }
+
     pub fn merge(&mut self, other: Told) {
         self.held.extend(other.held);
         self.confirmed.extend(other.confirmed);

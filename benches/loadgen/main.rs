@@ -4,7 +4,8 @@
 //! `DATABASE_URL` names: by default a fresh one (migrations just run, never analysed, the rush
 //! starting at once: opening night), or one with an analysed history (`--history analysed`).
 //! `wrk` drives holds on distinct seats, then the hot seat (already held, after that rush),
-//! then seat-map reads; a Rust client drives the hold → confirm / release flow. After every
+//! then seat-map reads, with a Rust client beside it timing each of its own requests for the
+//! latencies (`probe`); a Rust client drives the hold → confirm / release flow. After every
 //! run the database is checked against what the clients were told. Beside each HTTP figure,
 //! in the same run and at the same client count, `pgbench` measures three baselines, each on
 //! a database of its own set up the same way (see `baselines`). See BENCHMARKS.md.
@@ -17,6 +18,7 @@ mod check;
 mod fixtures;
 mod flow;
 mod options;
+mod probe;
 mod report;
 mod server;
 mod wrk;
@@ -145,7 +147,18 @@ async fn http_runs(
         let (stop, peak) = server.watch_memory();
         let (mut sample, mut told) = match scenario {
             Scenario::Flow => flow::run(clients, options.duration, &server.base).await,
-            _ => wrk::run(scenario, clients, options.duration, &server.base, tokens),
+            _ => {
+                let token = tokens.first().cloned();
+                let probe = probe::run(scenario, options.duration, server.base.clone(), token);
+                let probe = tokio::spawn(probe);
+                let (mut sample, mut told) = tokio::task::block_in_place(|| {
+                    wrk::run(scenario, clients, options.duration, &server.base, tokens)
+                });
+                let (latency, probed) = probe.await.unwrap();
+                sample.latency = latency;
+                told.merge(probed);
+                (sample, told)
+            }
         };
         stop.store(true, Ordering::Relaxed);
         sample.server_peak_rss = Some(peak.join().unwrap());

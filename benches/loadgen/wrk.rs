@@ -1,5 +1,6 @@
 //! HTTP load from `wrk` (Debian's package), a client light enough not to be the bottleneck:
-//! holds on distinct seats, the hot seat and seat-map reads, scripted by `wrk.lua`.
+//! holds on distinct seats, the hot seat and seat-map reads, scripted by `wrk.lua`. It gives
+//! the rate; `probe` times requests beside it for the latencies.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use crate::check::Told;
 use crate::options::Scenario;
-use crate::report::{Latency, Sample};
+use crate::report::Sample;
 
 /// How many API users group holds spread over: two groups each, more than a run makes.
 const GROUP_USERS: usize = 100_000;
@@ -43,11 +44,7 @@ pub fn run(
     let threads = clients.min(2);
     let output = Command::new("wrk")
         .args(["-t", &threads.to_string(), "-c", &clients.to_string()])
-        .args([
-            "-d",
-            &format!("{}s", duration.as_secs().max(1)),
-            "--latency",
-        ])
+        .args(["-d", &format!("{}s", duration.as_secs().max(1))])
         .args(["--timeout", "10s", "-s"])
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -74,17 +71,7 @@ pub fn run(
             let (status, count) = rest.split_once(' ').unwrap();
             *outcomes.entry(status.to_owned()).or_default() += count.parse::<u64>().unwrap();
         } else if let Some(body) = line.strip_prefix("held ") {
-            let hold: serde_json::Value = serde_json::from_str(body).unwrap();
-            let text = |key: &str| hold[key].as_str().unwrap().to_owned();
-            let seats: Vec<String> = match hold.get("seat_ids") {
-                // An API hold: its seats.
-                Some(seats) => serde_json::from_value(seats.clone()).unwrap(),
-                None => vec![text("seat_id")],
-            };
-            for seat in seats {
-                told.held
-                    .push((text("movie_id"), seat, text("session_id").parse().unwrap()));
-            }
+            told.hold(&serde_json::from_str(body).unwrap());
         }
     }
     for error in ["connect", "read", "write", "timeout"] {
@@ -102,49 +89,14 @@ pub fn run(
         .find_map(|line| line.strip_prefix("Requests/sec:"))
         .and_then(|rest| rest.trim().parse().ok())
         .unwrap_or_else(|| panic!("no rate in wrk's output:\n{stdout}"));
+    // Its rate only: the latencies come from `probe`.
     let sample = Sample {
         ops,
         elapsed: Duration::from_secs_f64(ops as f64 / rate),
-        latency: latency(&stdout),
         outcomes,
         ..Sample::default()
     };
     (sample, told)
-}
-
-/// wrk's latency distribution (`--latency`) and its maximum.
-fn latency(stdout: &str) -> Option<Latency> {
-    let find = |label: &str| -> Option<Duration> {
-        let line = stdout.lines().find(|l| l.trim_start().starts_with(label))?;
-        let value = line.trim_start()[label.len()..].split_whitespace().next()?;
-        duration(value)
-    };
-    let max = stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("Latency"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(duration)?;
-    Some(Latency {
-        p50: find("50%")?,
-        p90: find("90%")?,
-        p99: find("99%")?,
-        max,
-    })
-}
-
-/// "1.23ms", "456.00us", "1.02s", "2.00m".
-fn duration(text: &str) -> Option<Duration> {
-    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let secs = match unit {
-        "us" => number / 1e6,
-        "ms" => number / 1e3,
-        "s" => number,
-        "m" => number * 60.0,
-        _ => return None,
-    };
-    Some(Duration::from_secs_f64(secs))
 }
 
 /// "Socket errors: connect 0, read 0, write 0, timeout 3"
