@@ -143,16 +143,21 @@ fn check(
 pub struct ClientIp(pub Option<IpAddr>);
 
 impl ClientIp {
-    /// What limits per address count by: an IPv4 address, or the /64 network of an IPv6 one
-    /// (one subscriber's usual share, every address of which is theirs to use).
+    /// What limits per address count by (`network`).
     pub fn network(self) -> Option<IpAddr> {
-        self.0.map(|ip| match ip {
-            IpAddr::V4(_) => ip,
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-            },
-        })
+        self.0.map(network)
+    }
+}
+
+/// What every limit per address counts by: an IPv4 address, or the /64 network of an IPv6
+/// one (one subscriber's usual share, every address of which is theirs to use).
+pub fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
     }
 }
 

@@ -1,9 +1,12 @@
 //! One client address's share of something the server has a fixed number of (connections,
-//! event streams): counted while held, refused past the share.
+//! event streams): counted while held, refused past the share. An IPv6 client's share is its
+//! /64's (`limits::network`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+
+use super::limits::network;
 
 /// How many of a thing each address holds, against a share of `limit` each.
 pub struct Shares {
@@ -32,6 +35,7 @@ impl Shares {
         if self.limit == 0 || self.exempt.contains(&ip) {
             return Some(Share(None));
         }
+        let ip = network(ip);
         let mut held = self.held.lock().expect("shares poisoned");
         let count = held.entry(ip).or_default();
         if *count >= self.limit {
@@ -81,5 +85,15 @@ mod tests {
         drop(first);
         assert!(shares.take(a).is_some(), "given back when dropped");
         assert!(Shares::new(0, Vec::new()).take(a).is_some(), "0: no limit");
+    }
+
+    #[test]
+    fn an_ipv6_network_has_one_share() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let shares = Shares::new(2, Vec::new());
+        let _one = shares.take(ip("2001:db8::1")).unwrap();
+        let _two = shares.take(ip("2001:db8::ffff:2")).unwrap();
+        assert!(shares.take(ip("2001:db8::3")).is_none(), "the same /64");
+        assert!(shares.take(ip("2001:db8:0:1::1")).is_some(), "the next /64");
     }
 }
