@@ -144,6 +144,41 @@ struct Runs {
 }
 
 impl Runs {
+    /// When a hold of `seats` by `holders` at `now` begins and ends, as `hold_seats` decides
+    /// it (migrations/0011): one that continues runs ends by the earliest of their lifetime
+    /// and of their deadlines still to come; one past the lifetime is refused.
+    fn clock(
+        &self,
+        policy: HoldPolicy,
+        movie: &str,
+        seats: &[SeatId],
+        holders: &[Holder],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Run> {
+        let window = policy.rehold_window;
+        let runs = if window.is_zero() {
+            Vec::new()
+        } else {
+            self.current(movie, seats, holders, window, now)
+        };
+        let first_at = runs.iter().map(|run| run.first_at).fold(now, DateTime::min);
+        let until = runs
+            .iter()
+            .map(|run| run.until)
+            .filter(|&until| until > now)
+            .fold(
+                (now + policy.ttl).min(first_at + policy.max_lifetime),
+                DateTime::min,
+            );
+        if until <= now {
+            let last = runs.iter().map(|run| run.until).max().unwrap_or(now);
+            return Err(StoreError::HeldTooLong {
+                retry_at: last + window,
+            });
+        }
+        Ok(Run { first_at, until })
+    }
+
     /// The runs `holders` have of `seats` that a hold at `now` would continue.
     fn current(
         &self,
@@ -330,29 +365,8 @@ impl MemoryStore {
         }
         let policy = self.policy;
         let holders: Vec<Holder> = Holder::of(user, from).collect();
-        // As `hold_seats` (migrations/0011): a hold that continues runs ends by the earliest
-        // of their lifetime and of their deadlines still to come; past the lifetime, refused.
-        let window = policy.rehold_window;
-        let runs = if window.is_zero() {
-            Vec::new()
-        } else {
-            state.runs.current(&movie.id, &seats, &holders, window, now)
-        };
-        let began_at = runs.iter().map(|run| run.first_at).fold(now, DateTime::min);
-        let live_until = runs
-            .iter()
-            .map(|run| run.until)
-            .filter(|&until| until > now);
-        let expires_at = live_until.fold(
-            (now + policy.ttl).min(began_at + policy.max_lifetime),
-            DateTime::min,
-        );
-        if expires_at <= now {
-            let last = runs.iter().map(|run| run.until).max().unwrap_or(now);
-            return Err(StoreError::HeldTooLong {
-                retry_at: last + window,
-            });
-        }
+        let clock = state.runs.clock(policy, &movie.id, &seats, &holders, now)?;
+        let (began_at, expires_at) = (clock.first_at, clock.until);
         let limit = policy.max_holds_per_user;
         if state.live_holds(state.held_by_user.get(user), now) + seats.len() > limit as usize {
             return Err(StoreError::LimitReached { limit });
@@ -421,12 +435,8 @@ impl MemoryStore {
                 .or_default()
                 .insert(session);
         }
-        if !window.is_zero() {
-            let run = Run {
-                first_at: began_at,
-                until: expires_at,
-            };
-            state.runs.record(&movie.id, &seats, &holders, run);
+        if !policy.rehold_window.is_zero() {
+            state.runs.record(&movie.id, &seats, &holders, clock);
         }
         let made = state.sessions_made;
         state.sessions_made += 1;
