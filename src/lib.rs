@@ -17,7 +17,7 @@ pub mod telemetry;
 
 pub use config::Config;
 pub use http::app;
-use store::{MemoryStore, PgStore, SeatStore};
+use store::{Backend, MemoryStore, PgStore, Store};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -58,33 +58,33 @@ pub async fn run(config: Config) -> Result<(), BoxError> {
             .await?;
             store.set_report_time_zone(&config.report_time_zone).await?;
             tracing::info!("using PostgreSQL; migrations are up to date");
-            serve(listeners, store, &config, shutdown_signal()).await?;
+            serve(listeners, store.into(), &config, shutdown_signal()).await?;
         }
         None => {
             tracing::warn!(
                 "DATABASE_URL is not set: using the in-memory store. Nothing persists; \
                  every hold and booking is lost when the server stops"
             );
-            serve(
-                listeners,
-                MemoryStore::new(config.hold),
-                &config,
-                shutdown_signal(),
-            )
-            .await?;
+            let store = MemoryStore::new(config.hold);
+            serve(listeners, store.into(), &config, shutdown_signal()).await?;
         }
     }
     Ok(())
 }
 
-/// Serves `store` on `listeners` with the reaper running, until `shutdown` completes; then
+/// Serves `backend` on `listeners` with the reaper running, until `shutdown` completes; then
 /// finishes the requests in flight.
-pub async fn serve<S: SeatStore>(
+pub async fn serve<S: Store>(
     listeners: Listeners,
-    store: S,
+    backend: Backend<S>,
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> Result<(), BoxError> {
+    // Event streams never end by themselves: they are ended first, so that the requests in
+    // flight can finish.
+    let stop_streams = tokio_util::sync::CancellationToken::new();
+    let store = backend.store.clone();
+    let app = app(backend, config, stop_streams.clone())?;
     let reaper = reaper::spawn(
         store.clone(),
         config.reaper_interval,
@@ -92,9 +92,6 @@ pub async fn serve<S: SeatStore>(
     );
     tracing::info!(addr = %listeners.metrics.local_addr()?, "serving metrics");
     tracing::info!(addr = %listeners.public.local_addr()?, "listening");
-    // Event streams never end by themselves: they are ended first, so that the requests in
-    // flight can finish.
-    let stop_streams = tokio_util::sync::CancellationToken::new();
     let shutdown = {
         let stop_streams = stop_streams.clone();
         async move {
@@ -104,11 +101,10 @@ pub async fn serve<S: SeatStore>(
     };
     let metrics = http::connections::serve(
         listeners.metrics,
-        http::metrics_app(store.clone()),
+        http::metrics_app(store),
         config.connections.clone(),
         stop_streams.clone().cancelled_owned(),
     );
-    let app = app(store, config, stop_streams);
     let public =
         http::connections::serve(listeners.public, app, config.connections.clone(), shutdown);
     tokio::join!(public, metrics);

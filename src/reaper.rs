@@ -7,11 +7,15 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::store::{SeatStore, StoreResult};
+use crate::store::{Housekeeping, StoreResult};
 
 /// Sweeps every `interval`, in batches of `batch` rows until a batch comes back short.
 /// Safe to run in every server process at once: the stores skip rows another sweep holds.
-pub fn spawn<S: SeatStore>(store: S, interval: Duration, batch: u32) -> JoinHandle<()> {
+pub fn spawn<S: Housekeeping + 'static>(
+    store: S,
+    interval: Duration,
+    batch: u32,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -22,7 +26,7 @@ pub fn spawn<S: SeatStore>(store: S, interval: Duration, batch: u32) -> JoinHand
     })
 }
 
-async fn sweep<S: SeatStore>(store: &S, batch: u32) {
+async fn sweep<S: Housekeeping>(store: &S, batch: u32) {
     metrics::counter!(crate::telemetry::REAPER_RUNS).increment(1);
     let mut total = 0;
     loop {
@@ -76,7 +80,7 @@ async fn in_batches<F: Future<Output = StoreResult<u64>>>(
 mod tests {
     use super::*;
     use crate::domain::{SeatId, UserId};
-    use crate::store::{HoldPolicy, MemoryStore, StoreError};
+    use crate::store::{Catalogue, HoldPolicy, MemoryStore, Seats, StoreError};
 
     #[tokio::test]
     async fn a_sweep_reaps_lapsed_holds_then_forgets_sessions_past_their_retention() {

@@ -1,4 +1,4 @@
-//! The API's part of the `SeatStore` contract (`execute`, sessions, keys), run against both
+//! The API's part of the `Store` contract (`execute`, sessions, keys), run against both
 //! stores and against PostgreSQL behind PgBouncer: group holds under a race, best available,
 //! extensions, idempotency, ownership.
 
@@ -12,8 +12,8 @@ use std::time::Duration;
 use boxoffice::domain::{Movie, SeatId, UserId};
 use boxoffice::events::{ChangeKind, Message};
 use boxoffice::store::{
-    Claim, Command, Effect, HoldPolicy, Keyed, Refusal, Replay, SeatStore, SessionStatus,
-    StoreError, StoreResult, Want,
+    ChangeFeed, Claim, Command, Effect, HoldPolicy, Housekeeping, Keyed, Refusal, Replay, Reports,
+    Seats, SessionStatus, Store, StoreError, StoreResult, Want,
 };
 use common::{Backend, LONG_TTL, Opened, policy};
 use tokio::sync::Barrier;
@@ -26,7 +26,7 @@ fn seats(ids: &[&str]) -> Vec<SeatId> {
     ids.iter().map(|id| SeatId::parse(id).unwrap()).collect()
 }
 
-async fn movie<S: SeatStore>(store: &S, id: &str) -> Movie {
+async fn movie<S: Store>(store: &S, id: &str) -> Movie {
     store.movie(id).await.unwrap()
 }
 
@@ -38,7 +38,7 @@ fn roomy() -> HoldPolicy {
     policy(LONG_TTL, 100)
 }
 
-async fn hold_seats<S: SeatStore>(
+async fn hold_seats<S: Store>(
     store: &S,
     user: &UserId,
     movie: &Movie,
@@ -73,7 +73,7 @@ fn claim<'a>(key: &'a str, fingerprint: &'a str) -> Claim<'a> {
 }
 
 /// Who holds each taken seat of a movie.
-async fn holders<S: SeatStore>(store: &S, movie_id: &str) -> BTreeMap<SeatId, UserId> {
+async fn holders<S: Store>(store: &S, movie_id: &str) -> BTreeMap<SeatId, UserId> {
     let map = store.seat_map(movie_id).await.unwrap();
     map.into_iter().map(|t| (t.seat_id, t.user_id)).collect()
 }
@@ -290,7 +290,7 @@ async fn concurrent_best_available_requests_all_succeed_while_seats_remain<B: Ba
     );
 }
 
-async fn extend<S: SeatStore>(
+async fn extend<S: Store>(
     store: &S,
     user: &UserId,
     session: boxoffice::domain::SessionId,

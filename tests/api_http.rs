@@ -5,7 +5,7 @@
 mod common;
 
 use boxoffice::config::Secret;
-use boxoffice::store::{MemoryStore, SeatStore};
+use boxoffice::store::{Backend, MemoryStore, Secrets};
 use common::{LONG_TTL, SHORT_TTL, TestApp, TestDb, policy, test_config};
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
@@ -575,6 +575,31 @@ async fn a_rotated_secret_still_accepts_tokens_of_the_previous_one() {
         store().identity_secret().await.unwrap(),
         "a".repeat(32).into_bytes()
     );
+}
+
+/// A store that keeps no secret (as a Redis store without persistence would not) serves only
+/// with `IDENTITY_SECRET` set: tokens must not die with a restart unannounced.
+#[tokio::test]
+async fn a_store_without_a_secret_needs_identity_secret_set() {
+    let backend = || Backend {
+        store: MemoryStore::new(policy(LONG_TTL, 8)),
+        secrets: None,
+        reports: None,
+    };
+    let stop = tokio_util::sync::CancellationToken::new;
+    let refused = boxoffice::app(backend(), &test_config(), stop()).map(drop);
+    assert_eq!(
+        refused.map_err(|e| e.to_string()),
+        Err(
+            "IDENTITY_SECRET must be set: this store keeps no secret to sign API tokens with"
+                .to_owned()
+        )
+    );
+    let config = boxoffice::Config {
+        identity_secret: Some(Secret::new("a".repeat(32))),
+        ..test_config()
+    };
+    assert!(boxoffice::app(backend(), &config, stop()).is_ok());
 }
 
 #[tokio::test]

@@ -279,7 +279,7 @@ async fn shutdown_closes_what_is_still_open_at_its_deadline() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let store = MemoryStore::new(policy(LONG_TTL, 8));
-        boxoffice::serve(listeners, store, &config, async {
+        boxoffice::serve(listeners, store.into(), &config, async {
             let _ = stopped.await;
         })
         .await

@@ -1,11 +1,11 @@
-//! The `SeatStore` contract, written once and run against both stores, and against the
+//! The `Store` contract, written once and run against both stores, and against the
 //! PostgreSQL store behind PgBouncer in transaction mode.
 
 #[macro_use]
 mod common;
 
 use boxoffice::domain::{Hold, Movie, SeatId, UserId, seed_movies};
-use boxoffice::store::{HoldPolicy, SeatStore, StoreError};
+use boxoffice::store::{Catalogue, HoldPolicy, Housekeeping, Seats, Store, StoreError};
 use common::{Backend, LONG_TTL, Opened, SHORT_TTL, policy, wait_until_lapsed};
 
 fn user(name: &str) -> UserId {
@@ -16,11 +16,11 @@ fn seats(ids: &[&str]) -> Vec<SeatId> {
     ids.iter().map(|id| SeatId::parse(id).unwrap()).collect()
 }
 
-async fn movie<S: SeatStore>(store: &S, id: &str) -> Movie {
+async fn movie<S: Store>(store: &S, id: &str) -> Movie {
     store.movie(id).await.unwrap()
 }
 
-async fn hold<S: SeatStore>(
+async fn hold<S: Store>(
     store: &S,
     movie_id: &str,
     ids: &[&str],
@@ -30,7 +30,7 @@ async fn hold<S: SeatStore>(
 }
 
 /// A hold asked from the client address `from`.
-async fn hold_from<S: SeatStore>(
+async fn hold_from<S: Store>(
     store: &S,
     movie_id: &str,
     ids: &[&str],
@@ -43,7 +43,7 @@ async fn hold_from<S: SeatStore>(
 }
 
 /// The seat map as (seat, user, confirmed) triples.
-async fn taken<S: SeatStore>(store: &S, movie_id: &str) -> Vec<(String, String, bool)> {
+async fn taken<S: Store>(store: &S, movie_id: &str) -> Vec<(String, String, bool)> {
     store
         .seat_map(movie_id)
         .await

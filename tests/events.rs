@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use boxoffice::Config;
 use boxoffice::domain::{SeatId, UserId};
-use boxoffice::store::{MemoryStore, SeatStore};
+use boxoffice::store::{Catalogue, MemoryStore, Seats};
 use common::sse::{EventStream, SseEvent};
 use common::{LONG_TTL, SHORT_TTL, TestApp, TestDb, json_of, policy, test_config};
 use reqwest::StatusCode;

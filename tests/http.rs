@@ -1125,7 +1125,10 @@ async fn metrics_count_requests_holds_batches_and_connections() {
 
 const REPORTS_TOKEN: &str = "reports-token-for-tests";
 
-async fn reports_app<S: boxoffice::store::SeatStore>(store: S, token: Option<&str>) -> TestApp {
+async fn reports_app<S: boxoffice::store::Store>(
+    store: impl Into<boxoffice::store::Backend<S>>,
+    token: Option<&str>,
+) -> TestApp {
     let mut config = test_config();
     config.reports_token = token.map(str::to_owned);
     TestApp::spawn(store, config).await

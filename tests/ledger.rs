@@ -4,7 +4,7 @@
 mod common;
 
 use boxoffice::domain::{Hold, SeatId, UserId};
-use boxoffice::store::{PgStore, SeatStore, StoreError};
+use boxoffice::store::{Catalogue, Housekeeping, PgStore, Seats, StoreError};
 use chrono::{DateTime, Utc};
 use common::{LONG_TTL, SHORT_TTL, TestDb, policy, wait_until_lapsed};
 use sqlx::PgPool;

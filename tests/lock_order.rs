@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use boxoffice::domain::{Hold, Movie, UserId};
-use boxoffice::store::{PgStore, SeatStore, StoreError};
+use boxoffice::store::{Catalogue, Housekeeping, PgStore, Seats, StoreError};
 use common::{TestDb, policy};
 use sqlx::PgPool;
 use tokio::sync::Barrier;

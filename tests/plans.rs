@@ -13,7 +13,9 @@ mod common;
 use std::future::Future;
 
 use boxoffice::domain::{Hold, Movie, SessionId, UserId};
-use boxoffice::store::{Claim, Command, Effect, Keyed, PgStore, SeatStore, StoreError, Want};
+use boxoffice::store::{
+    Catalogue, Claim, Command, Effect, Housekeeping, Keyed, PgStore, Seats, StoreError, Want,
+};
 use common::{LONG_TTL, TestDb, policy};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;

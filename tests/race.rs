@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use boxoffice::domain::UserId;
-use boxoffice::store::{SeatStore, StoreError};
+use boxoffice::store::{Catalogue, Seats, Store, StoreError};
 use common::{LONG_TTL, TestApp, TestDb, json_of, policy, test_config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -20,7 +20,7 @@ const IN_FLIGHT: usize = 1_000;
 
 /// Fires `ATTEMPTS` holds on one seat, each from its own user, spread over `stores`, with at
 /// most `IN_FLIGHT` at once. Asserts exactly one success and `seat_taken` for all others.
-async fn one_seat_rush<S: SeatStore>(stores: Vec<S>, label: &str) {
+async fn one_seat_rush<S: Store>(stores: Vec<S>, label: &str) {
     let movie = stores[0].movie("inception").await.unwrap();
     let seat = movie.seat("C4").unwrap();
     let gate = Arc::new(Semaphore::new(IN_FLIGHT));

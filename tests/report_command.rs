@@ -6,7 +6,7 @@ mod common;
 use std::process::Output;
 
 use boxoffice::domain::{SeatId, UserId};
-use boxoffice::store::SeatStore;
+use boxoffice::store::{Catalogue, Seats};
 use common::process::ServerProcess;
 use common::{LONG_TTL, TestDb, policy};
 use serde_json::{Value, json};

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use boxoffice::domain::{Hold, SeatId, UserId};
 use boxoffice::reports::Report;
-use boxoffice::store::{PgStore, SeatStore, StoreError};
+use boxoffice::store::{Catalogue, Housekeeping, PgStore, Reports, Seats, StoreError};
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use common::{LONG_TTL, SHORT_TTL, TestDb, policy, wait_until_lapsed};
 use serde_json::{Map, Value, json};

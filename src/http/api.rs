@@ -2,6 +2,7 @@
 //! holds with a counter-offer after a lost race, sessions, and idempotent writes.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
@@ -26,19 +27,27 @@ use crate::domain::{
 use crate::identity::Identities;
 use crate::seating::Room;
 use crate::store::{
-    Claim, Command, Effect, Keyed, Refusal, Replay, SeatStore, SessionInfo, SessionStatus,
+    Claim, Command, Effect, Keyed, Refusal, Replay, Secrets, SessionInfo, SessionStatus, Store,
     StoreError, StoreResult, Want,
 };
 
 /// Signs and checks tokens, with the secret of the settings or else the store's, read once.
 pub struct Signing {
-    secret: Option<Secret>,
+    secret: SigningSecret,
     previous: Option<Secret>,
     identities: OnceCell<Identities>,
 }
 
+/// Where the secret tokens are signed with comes from.
+pub enum SigningSecret {
+    /// `IDENTITY_SECRET`.
+    Set(Secret),
+    /// The store's, read on first use.
+    Kept(Arc<dyn Secrets>),
+}
+
 impl Signing {
-    pub fn new(secret: Option<Secret>, previous: Option<Secret>) -> Self {
+    pub fn new(secret: SigningSecret, previous: Option<Secret>) -> Self {
         Self {
             secret,
             previous,
@@ -46,13 +55,13 @@ impl Signing {
         }
     }
 
-    async fn get<S: SeatStore>(&self, store: &S) -> Result<&Identities, AppError> {
+    async fn get(&self) -> Result<&Identities, AppError> {
         self.identities
             .get_or_try_init(|| async {
                 let previous = self.previous.as_ref().map(|p| p.expose().as_bytes());
                 let current = match &self.secret {
-                    Some(secret) => secret.expose().as_bytes().to_vec(),
-                    None => store.identity_secret().await?,
+                    SigningSecret::Set(secret) => secret.expose().as_bytes().to_vec(),
+                    SigningSecret::Kept(store) => store.identity_secret().await?,
                 };
                 Ok::<_, AppError>(Identities::new(&current, previous))
             })
@@ -63,7 +72,7 @@ impl Signing {
 /// The API user a request's bearer token proves.
 pub struct Caller(pub UserId);
 
-impl<S: SeatStore> FromRequestParts<AppState<S>> for Caller {
+impl<S: Store> FromRequestParts<AppState<S>> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState<S>) -> Result<Self, AppError> {
@@ -75,7 +84,7 @@ impl<S: SeatStore> FromRequestParts<AppState<S>> for Caller {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
             .ok_or(AppError::InvalidToken)?;
-        let identities = app.api.signing.get(&app.store).await?;
+        let identities = app.api.signing.get().await?;
         identities
             .verify(token)
             .map(Caller)
@@ -128,12 +137,12 @@ pub struct IdentityBody {
         (status = 429, description = "`rate_limited`: this address made too many identities this minute (with `Retry-After`)", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn create_identity<S: SeatStore>(
+pub async fn create_identity<S: Store>(
     State(app): State<AppState<S>>,
     client: ClientIp,
 ) -> Result<Response, AppError> {
     app.limiter.identity(client)?;
-    let (user_id, token) = app.api.signing.get(&app.store).await?.issue();
+    let (user_id, token) = app.api.signing.get().await?.issue();
     // A token is a credential: no cache on the way keeps it.
     let no_store = [(header::CACHE_CONTROL, "no-store")];
     let body = axum::Json(IdentityBody { user_id, token });
@@ -157,7 +166,7 @@ pub struct MovieBody {
         (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn movies<S: SeatStore>(
+pub async fn movies<S: Store>(
     State(app): State<AppState<S>>,
     _caller: Caller,
 ) -> Result<axum::Json<Vec<MovieBody>>, AppError> {
@@ -224,7 +233,7 @@ fn optional_rfc3339<S: serde::Serializer>(
         (status = 404, description = "`movie_not_found`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn seat_map<S: SeatStore>(
+pub async fn seat_map<S: Store>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
     Path(movie_id): Path<String>,
@@ -297,7 +306,7 @@ fn render_map(movie: &Movie, round: &Round) -> Marked {
         (status = 404, description = "`movie_not_found`", body = ErrorBody),
         (status = 503, description = "`too_many_streams` (poll the seat map instead), `service_unavailable`, `timeout`. With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn events<S: SeatStore>(
+pub async fn events<S: Store>(
     state: State<AppState<S>>,
     client: ClientIp,
     path: Path<String>,
@@ -449,7 +458,7 @@ pub struct SessionsBody {
         (status = 429, description = "`hold_limit`, `address_hold_limit`; `rate_limited` (with `Retry-After`); `idempotency_key_limit`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn hold<S: SeatStore>(
+pub async fn hold<S: Store>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
     client: ClientIp,
@@ -529,7 +538,7 @@ impl HoldRequest {
 
 /// A block like `asked`, as near to it as the room allows, that `user` may still hold: read
 /// after the refusal. `None` if there is none, or if it cannot be read now.
-async fn counter_offer<S: SeatStore>(
+async fn counter_offer<S: Store>(
     app: &AppState<S>,
     user: &UserId,
     movie: &Movie,
@@ -561,7 +570,7 @@ async fn counter_offer<S: SeatStore>(
         (status = 404, description = "`session_not_found` (unknown, malformed, or someone else's)", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn session<S: SeatStore>(
+pub async fn session<S: Store>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
     Path(session_id): Path<String>,
@@ -585,7 +594,7 @@ fn parse_session(raw: &str) -> Result<SessionId, AppError> {
         (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn my_sessions<S: SeatStore>(
+pub async fn my_sessions<S: Store>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
 ) -> Result<axum::Json<SessionsBody>, AppError> {
@@ -610,7 +619,7 @@ pub async fn my_sessions<S: SeatStore>(
         (status = 429, description = "`rate_limited` (with `Retry-After`); `idempotency_key_limit`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn extend<S: SeatStore>(
+pub async fn extend<S: Store>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
     client: ClientIp,
@@ -637,7 +646,7 @@ pub async fn extend<S: SeatStore>(
         (status = 429, description = "`rate_limited` (with `Retry-After`); `idempotency_key_limit`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn confirm<S: SeatStore>(
+pub async fn confirm<S: Store>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
     client: ClientIp,
@@ -662,7 +671,7 @@ pub async fn confirm<S: SeatStore>(
         (status = 410, description = "`hold_expired`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn release<S: SeatStore>(
+pub async fn release<S: Store>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
     Path(session_id): Path<String>,
@@ -695,7 +704,7 @@ impl<'a> Change<'a> {
 /// Runs `command` under `key`, if any, keeping the response a retry should get again. The
 /// change spends the caller's and the address's allowance, and a new key counts against
 /// `MAX_IDEMPOTENCY_KEYS_PER_USER`; a retry answered with its kept response costs neither.
-async fn execute<S: SeatStore>(
+async fn execute<S: Store>(
     app: &AppState<S>,
     change: Change<'_>,
     command: Command,

@@ -43,7 +43,7 @@ use super::shares::{Share, Shares};
 use super::{AppError, AppState};
 use crate::domain::{Movie, SeatId};
 use crate::events::{Change, Message, Start, Subscription};
-use crate::store::SeatStore;
+use crate::store::Store;
 
 /// A comment this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -173,7 +173,7 @@ fn optional_rfc3339<S: serde::Serializer>(
         (status = 404, description = "`movie_not_found`", body = ErrorBody),
         (status = 503, description = "`too_many_streams` (poll the seat map instead), `service_unavailable`, `timeout`. With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn stream<S: SeatStore>(
+pub async fn stream<S: Store>(
     State(app): State<AppState<S>>,
     client: ClientIp,
     Path(movie_id): Path<String>,
@@ -247,7 +247,7 @@ impl<S> Drop for Feed<S> {
     }
 }
 
-impl<S: SeatStore> Feed<S> {
+impl<S: Store> Feed<S> {
     /// The next event, or `None` to end the stream: the hub is gone, or a snapshot it needed
     /// could not be read (the browser reconnects, and is given one then).
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::error::ErrorBody;
 use super::{AppError, AppState};
-use crate::store::SeatStore;
+use crate::store::Store;
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     summary = "Liveness: the process answers",
@@ -18,7 +18,7 @@ pub async fn live() -> axum::Json<Value> {
 }
 
 /// Prometheus metrics, served on the metrics listener (`crate::http::metrics_app`).
-pub async fn metrics<S: SeatStore>(State(store): State<S>) -> impl IntoResponse {
+pub async fn metrics<S: Store>(State(store): State<S>) -> impl IntoResponse {
     store.observe();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -32,7 +32,7 @@ pub async fn metrics<S: SeatStore>(State(store): State<S>) -> impl IntoResponse 
         (status = 200, body = Object, example = json!({"status": "ready"})),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn ready<S: SeatStore>(
+pub async fn ready<S: Store>(
     State(app): State<AppState<S>>,
 ) -> Result<axum::Json<Value>, AppError> {
     app.store.ping().await?;

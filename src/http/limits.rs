@@ -21,7 +21,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use super::AppState;
 use crate::config::RateLimits;
 use crate::store::Refusal;
-use crate::store::SeatStore;
+use crate::store::Store;
 
 pub struct Limiter {
     seats_per_user: Option<DefaultKeyedRateLimiter<String>>,
@@ -161,7 +161,7 @@ pub fn network(ip: IpAddr) -> IpAddr {
     }
 }
 
-impl<S: SeatStore> FromRequestParts<AppState<S>> for ClientIp {
+impl<S: Store> FromRequestParts<AppState<S>> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(

@@ -22,7 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::Config;
-use crate::store::SeatStore;
+use crate::store::{Backend, Reports, Store};
 use crate::telemetry;
 
 mod api;
@@ -67,6 +67,8 @@ impl<S> std::ops::Deref for AppState<S> {
 /// The store, the seat maps' rounds, the streams, the settings the routes need.
 pub struct Shared<S> {
     pub store: S,
+    /// The report views, if the store has them.
+    pub reports: Option<Arc<dyn Reports>>,
     pub seat_maps: SeatMaps,
     pub streams: Streams,
     /// `REPORTS_TOKEN`; `None`: the reports route is off.
@@ -86,8 +88,23 @@ pub struct UserBody {
 }
 
 /// The whole application: API routes, health checks, and the page from `static_dir`. Its
-/// event streams end when `stop_streams` is cancelled.
-pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationToken) -> Router {
+/// event streams end when `stop_streams` is cancelled. An error if tokens would have no
+/// secret to be signed with: neither `IDENTITY_SECRET` nor a store that keeps one.
+pub fn app<S: Store>(
+    backend: Backend<S>,
+    config: &Config,
+    stop_streams: CancellationToken,
+) -> Result<Router, NoSigningSecret> {
+    let Backend {
+        store,
+        secrets,
+        reports,
+    } = backend;
+    let signing_secret = match (config.identity_secret.clone(), secrets) {
+        (Some(secret), _) => api::SigningSecret::Set(secret),
+        (None, Some(kept)) => api::SigningSecret::Kept(kept),
+        (None, None) => return Err(NoSigningSecret),
+    };
     // Before anything is recorded: what is recorded without a recorder is lost.
     telemetry::handle();
     let unknown_route = || async { AppError::RouteNotFound };
@@ -128,11 +145,12 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
     let (router, mut document) = routes.split_for_parts();
     openapi::finish(&mut document);
     let document = document.to_pretty_json().expect("the document is JSON");
-    router
+    let router = router
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .fallback_service(page)
         .with_state(AppState(Arc::new(Shared {
             store,
+            reports,
             seat_maps: SeatMaps::default(),
             streams: Streams::new(
                 config.max_event_streams,
@@ -143,10 +161,7 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
             openapi: openapi::Document(document.into()),
             limiter: limits::Limiter::new(&config.rate_limits),
             api: api::Api {
-                signing: api::Signing::new(
-                    config.identity_secret.clone(),
-                    config.identity_secret_previous.clone(),
-                ),
+                signing: api::Signing::new(signing_secret, config.identity_secret_previous.clone()),
                 max_seats_per_hold: config.max_seats_per_hold,
                 max_holds_per_user: config.hold.max_holds_per_user,
                 max_keys_per_user: config.max_idempotency_keys_per_user,
@@ -186,12 +201,18 @@ pub fn app<S: SeatStore>(store: S, config: &Config, stop_streams: CancellationTo
                 // which a client could only take for an outcome unknown.
                 .layer(CatchPanicLayer::custom(panic_response)),
         )
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes));
+    Ok(router)
 }
+
+/// Neither `IDENTITY_SECRET` nor a store that keeps a secret.
+#[derive(Debug, thiserror::Error)]
+#[error("IDENTITY_SECRET must be set: this store keeps no secret to sign API tokens with")]
+pub struct NoSigningSecret;
 
 /// The metrics, on a listener of their own (`METRICS_ADDR`): Prometheus scrapes them there,
 /// and the public listener doesn't serve them.
-pub fn metrics_app<S: SeatStore>(store: S) -> Router {
+pub fn metrics_app<S: Store>(store: S) -> Router {
     telemetry::handle();
     #[allow(clippy::disallowed_methods)] // one route, kept out of the public document
     Router::new()

@@ -11,7 +11,7 @@ use super::error::ErrorBody;
 use super::seat_maps::{Rendered, Round};
 use super::{AppError, AppState};
 use crate::domain::{Movie, SeatId};
-use crate::store::SeatStore;
+use crate::store::Store;
 
 #[utoipa::path(get, path = "/movies", tag = "seed",
     summary = "The movies and their room sizes",
@@ -19,7 +19,7 @@ use crate::store::SeatStore;
         (status = 200, body = Vec<Movie>),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn list<S: SeatStore>(
+pub async fn list<S: Store>(
     State(app): State<AppState<S>>,
 ) -> Result<axum::Json<Vec<Movie>>, AppError> {
     Ok(axum::Json(app.store.movies().await?))
@@ -50,7 +50,7 @@ pub struct TakenSeatBody {
         (status = 404, description = "`movie_not_found`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn seat_map<S: SeatStore>(
+pub async fn seat_map<S: Store>(
     State(app): State<AppState<S>>,
     Path(movie_id): Path<String>,
     headers: HeaderMap,

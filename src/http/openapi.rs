@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::AppState;
 use super::error::{ErrorBody, Suggestion};
-use crate::store::SeatStore;
+use crate::store::Store;
 
 /// What the document says besides its routes.
 #[derive(OpenApi)]
@@ -69,7 +69,7 @@ pub struct Document(pub Bytes);
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     summary = "This document",
     responses((status = 200, body = Object)))]
-pub async fn document<S: SeatStore>(State(app): State<AppState<S>>) -> impl IntoResponse {
+pub async fn document<S: Store>(State(app): State<AppState<S>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
         app.openapi.0.clone(),

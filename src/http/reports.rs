@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 use super::error::ErrorBody;
 use super::{AppError, AppState};
 use crate::reports::Report;
-use crate::store::SeatStore;
+use crate::store::Store;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,7 +33,7 @@ pub struct ReportQuery {
         (status = 501, description = "`reports_need_postgres`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn report<S: SeatStore>(
+pub async fn report<S: Store>(
     State(app): State<AppState<S>>,
     Path(name): Path<String>,
     query: Result<Query<ReportQuery>, QueryRejection>,
@@ -48,7 +48,11 @@ pub async fn report<S: SeatStore>(
     }
     let Query(query) = query.map_err(|e| AppError::InvalidQuery(e.body_text()))?;
     let report = Report::parse(&name).ok_or(AppError::ReportNotFound)?;
-    let rows = app.store.report(report, query.movie.as_deref()).await?;
+    let reports = app
+        .reports
+        .as_deref()
+        .ok_or(AppError::ReportsNeedPostgres)?;
+    let rows = reports.report(report, query.movie.as_deref()).await?;
     Ok(axum::Json(rows.rows))
 }
 

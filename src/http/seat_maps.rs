@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use super::AppError;
 use crate::domain::{Movie, TakenSeat, UserId};
-use crate::store::SeatStore;
+use crate::store::Store;
 use crate::telemetry;
 
 /// The seat maps of every movie, read in shared rounds.
@@ -22,11 +22,7 @@ pub type SeatMaps = SharedReads<Arc<Round>>;
 
 impl SeatMaps {
     /// A round of `movie`'s taken seats read after this call.
-    pub async fn round<S: SeatStore>(
-        &self,
-        store: &S,
-        movie: &Movie,
-    ) -> Result<Arc<Round>, AppError> {
+    pub async fn round<S: Store>(&self, store: &S, movie: &Movie) -> Result<Arc<Round>, AppError> {
         self.read(&movie.id, || async {
             let taken = store.seat_map(&movie.id).await?;
             Ok(Arc::new(Round {

@@ -9,7 +9,7 @@ use super::error::ErrorBody;
 use super::limits::ClientIp;
 use super::{AppError, AppState, Json, UserBody};
 use crate::domain::{Hold, SeatId, SessionId, UserId};
-use crate::store::{SeatStore, StoreError, StoreResult};
+use crate::store::{Store, StoreError, StoreResult};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct HoldBody {
@@ -52,7 +52,7 @@ pub(super) fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Resul
         (status = 429, description = "`hold_limit`, `address_hold_limit`; `rate_limited` (with `Retry-After`)", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn hold<S: SeatStore>(
+pub async fn hold<S: Store>(
     State(app): State<AppState<S>>,
     client: ClientIp,
     Path((movie_id, seat_id)): Path<(String, String)>,
@@ -104,7 +104,7 @@ fn outcome(hold: &StoreResult<Hold>) -> &'static str {
         (status = 422, description = "`invalid_session_id`, `invalid_user_id`, `invalid_body` (also JSON that is not an object)", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn confirm<S: SeatStore>(
+pub async fn confirm<S: Store>(
     State(app): State<AppState<S>>,
     Path(session_id): Path<String>,
     Json(body): Json<UserBody>,
@@ -139,7 +139,7 @@ pub async fn confirm<S: SeatStore>(
         (status = 422, description = "`invalid_session_id`, `invalid_user_id`, `invalid_body` (also JSON that is not an object)", body = ErrorBody),
         (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
     ))]
-pub async fn release<S: SeatStore>(
+pub async fn release<S: Store>(
     State(app): State<AppState<S>>,
     Path(session_id): Path<String>,
     Json(body): Json<UserBody>,

@@ -2,21 +2,23 @@
 //! database. One mutex guards all state, so every operation is atomic; nothing persists.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use super::{
-    Claim, Command, Effect, HoldPolicy, KEY_LIFETIME, Keyed, Replay, SeatStore, SessionInfo,
-    SessionStatus, StoreError, StoreResult, Verdict, Want, lock_order,
+    Backend, Catalogue, ChangeFeed, Claim, Command, Effect, Health, HoldPolicy, Housekeeping,
+    KEY_LIFETIME, Keyed, Replay, Seats, Secrets, SessionInfo, SessionStatus, StoreError,
+    StoreResult, Verdict, Want, lock_order,
 };
 use crate::domain::{
     Booking, BookingReference, Hold, Movie, SeatId, SessionId, TakenSeat, UserId, seed_movies,
 };
 use crate::events::{Change, ChangeKind, Hub};
-use crate::reports::{Report, Rows};
 use crate::seating::Room;
 
 #[derive(Clone)]
@@ -621,7 +623,7 @@ impl State {
     }
 }
 
-impl SeatStore for MemoryStore {
+impl Catalogue for MemoryStore {
     async fn movies(&self) -> StoreResult<Vec<Movie>> {
         let mut movies = self.lock().movies.clone();
         movies.sort_by(|a, b| (&a.title, &a.id).cmp(&(&b.title, &b.id)));
@@ -636,7 +638,9 @@ impl SeatStore for MemoryStore {
             .cloned()
             .ok_or(StoreError::MovieNotFound)
     }
+}
 
+impl Seats for MemoryStore {
     async fn seat_map(&self, movie_id: &str) -> StoreResult<Vec<TakenSeat>> {
         let now = Utc::now();
         let state = self.lock();
@@ -754,18 +758,30 @@ impl SeatStore for MemoryStore {
             .filter(|info| matches!(info.status, SessionStatus::Held | SessionStatus::Confirmed))
             .collect())
     }
+}
 
-    async fn identity_secret(&self) -> StoreResult<Vec<u8>> {
-        Ok(self.lock().identity_secret.clone())
+impl Secrets for MemoryStore {
+    fn identity_secret(&self) -> Pin<Box<dyn Future<Output = StoreResult<Vec<u8>>> + Send + '_>> {
+        let secret = self.lock().identity_secret.clone();
+        Box::pin(std::future::ready(Ok(secret)))
     }
+}
 
+/// Without reports: they read PostgreSQL's views.
+impl From<MemoryStore> for Backend<MemoryStore> {
+    fn from(store: MemoryStore) -> Self {
+        Self {
+            secrets: Some(Arc::new(store.clone())),
+            reports: None,
+            store,
+        }
+    }
+}
+
+impl Housekeeping for MemoryStore {
     async fn forget_keys(&self, batch: u32) -> StoreResult<u64> {
         let now = Utc::now();
         Ok(self.lock().keys.forget(now, batch))
-    }
-
-    async fn report(&self, _: Report, _: Option<&str>) -> StoreResult<Rows> {
-        Err(StoreError::ReportsNeedPostgres)
     }
 
     async fn forget_sessions(&self, batch: u32) -> StoreResult<u64> {
@@ -819,11 +835,15 @@ impl SeatStore for MemoryStore {
         }
         Ok(reaped)
     }
+}
 
+impl Health for MemoryStore {
     async fn ping(&self) -> StoreResult<()> {
         Ok(())
     }
+}
 
+impl ChangeFeed for MemoryStore {
     fn events(&self) -> &Hub {
         &self.events
     }

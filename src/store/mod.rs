@@ -1,7 +1,9 @@
-//! The storage seam: the `SeatStore` trait both stores implement, and its error type.
+//! The storage seam: one trait per capability a store may have, and the store's error type.
 
 use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -318,14 +320,25 @@ pub enum Keyed {
     Replayed(Replay),
 }
 
-/// Everything the HTTP layer needs from storage. Both stores pass the same contract suite
-/// (`tests/contract.rs`); the rules there are the specification.
-pub trait SeatStore: Clone + Send + Sync + 'static {
+/// What the server needs of a store: every capability on the hot path. A store implements
+/// the capabilities it can honestly give, each passing its module of the contract suite
+/// (`tests/contract/`); the cold-path ones (`Reports`) are optional parts of the app state.
+pub trait Store: Catalogue + Seats + Housekeeping + ChangeFeed + Health + Clone + 'static {}
+
+impl<T> Store for T where T: Catalogue + Seats + Housekeeping + ChangeFeed + Health + Clone + 'static
+{}
+
+/// The programme, read: what is on and in which room.
+pub trait Catalogue: Send + Sync {
     fn movies(&self) -> impl Future<Output = StoreResult<Vec<Movie>>> + Send;
 
     /// One movie, or `MovieNotFound`.
     fn movie(&self, movie_id: &str) -> impl Future<Output = StoreResult<Movie>> + Send;
+}
 
+/// Seats and the sessions that hold them: the one write path of holds, confirms, releases and
+/// extensions, and the reads of their state.
+pub trait Seats: Send + Sync {
     /// Seats currently taken (live holds and bookings), in seat order. Never an expired hold.
     fn seat_map(&self, movie_id: &str) -> impl Future<Output = StoreResult<Vec<TakenSeat>>> + Send;
 
@@ -375,11 +388,12 @@ pub trait SeatStore: Clone + Send + Sync + 'static {
         &self,
         user: &UserId,
     ) -> impl Future<Output = StoreResult<Vec<SessionInfo>>> + Send;
+}
 
-    /// The secret API tokens are signed with when `IDENTITY_SECRET` is not set: made on first
-    /// use and shared by every process of the store (PostgreSQL keeps it; the memory store's
-    /// is random per process, as everything else of it is).
-    fn identity_secret(&self) -> impl Future<Output = StoreResult<Vec<u8>>> + Send;
+/// The reaper's work: garbage collection, on which no answer of the store depends.
+pub trait Housekeeping: Send + Sync {
+    /// Deletes up to `batch` expired holds; returns how many went.
+    fn reap_expired(&self, batch: u32) -> impl Future<Output = StoreResult<u64>> + Send;
 
     /// Deletes up to `batch` idempotency keys older than `KEY_LIFETIME`; returns how many went.
     fn forget_keys(&self, batch: u32) -> impl Future<Output = StoreResult<u64>> + Send;
@@ -392,27 +406,49 @@ pub trait SeatStore: Clone + Send + Sync + 'static {
     /// Deletes up to `batch` runs of holds (`HoldPolicy::rehold_window`) whose window has
     /// passed; returns how many went.
     fn forget_runs(&self, batch: u32) -> impl Future<Output = StoreResult<u64>> + Send;
+}
 
-    /// Deletes up to `batch` expired holds; returns how many went. Garbage collection only:
-    /// no answer of the store depends on it having run.
-    fn reap_expired(&self, batch: u32) -> impl Future<Output = StoreResult<u64>> + Send;
+/// Seat changes, from whichever process made them.
+pub trait ChangeFeed: Send + Sync {
+    /// The seat changes of this store, as they happen.
+    fn events(&self) -> &Hub;
+}
 
-    /// A report's rows, of one movie or all; `ReportsNeedPostgres` from the memory store.
-    fn report(
-        &self,
-        report: Report,
-        movie: Option<&str>,
-    ) -> impl Future<Output = StoreResult<Rows>> + Send;
-
+/// Whether the store can serve, and the gauges that say how it is doing.
+pub trait Health: Send + Sync {
     /// Whether the backing storage answers.
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
-
-    /// The seat changes of this store, as they happen, from whichever process made them.
-    fn events(&self) -> &Hub;
 
     /// Sets the gauges that describe the store now (connections, queue depth), just before
     /// the metrics are read.
     fn observe(&self) {}
+}
+
+/// The secret API tokens are signed with when `IDENTITY_SECRET` is not set: a cold path
+/// (read once), called through a pointer.
+pub trait Secrets: Send + Sync {
+    /// Made on first use and shared by every process of the store (PostgreSQL keeps it; the
+    /// memory store's is random per process, as everything else of it is).
+    fn identity_secret(&self) -> Pin<Box<dyn Future<Output = StoreResult<Vec<u8>>> + Send + '_>>;
+}
+
+/// The report views (PostgreSQL only): a cold path, called through a pointer.
+pub trait Reports: Send + Sync {
+    /// A report's rows, of one movie or all.
+    fn report<'a>(
+        &'a self,
+        report: Report,
+        movie: Option<&'a str>,
+    ) -> Pin<Box<dyn Future<Output = StoreResult<Rows>> + Send + 'a>>;
+}
+
+/// A store and the cold-path capabilities it has besides: what the server is built from.
+pub struct Backend<S> {
+    pub store: S,
+    /// `None`: `IDENTITY_SECRET` must be set.
+    pub secrets: Option<Arc<dyn Secrets>>,
+    /// `None`: the reports answer `reports_need_postgres`.
+    pub reports: Option<Arc<dyn Reports>>,
 }
 
 /// Puts a multi-seat request into lock order (byte order of seat id) and refuses duplicates.

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use boxoffice::Config;
-use boxoffice::store::{HoldPolicy, MemoryStore, PgStore, SeatStore};
+use boxoffice::store::{HoldPolicy, MemoryStore, PgStore, Store};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -244,7 +244,7 @@ pub struct Opened<S> {
 }
 
 pub trait Backend {
-    type Store: SeatStore;
+    type Store: Store;
     fn open(policy: HoldPolicy) -> impl Future<Output = Opened<Self::Store>>;
 }
 
@@ -318,13 +318,18 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub async fn spawn<S: SeatStore>(store: S, config: Config) -> Self {
+    /// `store` with the cold-path capabilities it has (`store::Backend`).
+    pub async fn spawn<S: Store>(
+        store: impl Into<boxoffice::store::Backend<S>>,
+        config: Config,
+    ) -> Self {
+        let backend = store.into();
         let listeners = boxoffice::Listeners::bind(&config).await.expect("bind");
         let addr = listeners.public.local_addr().expect("local addr");
         let metrics_addr = listeners.metrics.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            boxoffice::serve(listeners, store, &config, async {
+            boxoffice::serve(listeners, backend, &config, async {
                 let _ = stopped.await;
             })
             .await

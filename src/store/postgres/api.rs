@@ -157,7 +157,7 @@ impl SessionRow {
 }
 
 impl PgStore {
-    /// `SeatStore::execute`. Without a key, holds of named seats and confirms take the paths
+    /// `Seats::execute`. Without a key, holds of named seats and confirms take the paths
     /// the seed routes take (single seats through the batcher).
     pub(super) async fn execute_command(
         &self,
@@ -165,7 +165,7 @@ impl PgStore {
         command: Command,
         claim: Option<Claim<'_>>,
     ) -> StoreResult<Keyed> {
-        use crate::store::SeatStore;
+        use crate::store::Seats;
         let effect = match (command, &claim) {
             (
                 Command::Hold {

@@ -4,7 +4,9 @@
 //! code around it only decides which answer each request gets.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -13,8 +15,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::{
-    Claim, Command, HoldPolicy, Keyed, SeatStore, SessionInfo, SessionStatus, StoreError,
-    StoreResult, Unavailable, Verdict, lock_order,
+    Backend, Catalogue, ChangeFeed, Claim, Command, Health, HoldPolicy, Housekeeping, Keyed,
+    Reports, Seats, Secrets, SessionInfo, SessionStatus, StoreError, StoreResult, Unavailable,
+    Verdict, lock_order,
 };
 use crate::domain::{Booking, BookingReference, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
 use crate::events::Hub;
@@ -450,7 +453,7 @@ pub fn session_options(options: PgConnectOptions) -> PgConnectOptions {
     options.options([("plan_cache_mode", "force_custom_plan")])
 }
 
-impl SeatStore for PgStore {
+impl Catalogue for PgStore {
     async fn movies(&self) -> StoreResult<Vec<Movie>> {
         let mut session = self.link.session().await.map_err(classify)?;
         let movies: Vec<Movie> =
@@ -491,7 +494,9 @@ impl SeatStore for PgStore {
             .insert(movie.id.clone(), movie.clone());
         Ok(movie)
     }
+}
 
+impl Seats for PgStore {
     async fn seat_map(&self, movie_id: &str) -> StoreResult<Vec<TakenSeat>> {
         let mut session = self.link.session().await.map_err(classify)?;
         let rows: Vec<(String, String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
@@ -576,11 +581,41 @@ impl SeatStore for PgStore {
     async fn user_sessions(&self, user: &UserId) -> StoreResult<Vec<SessionInfo>> {
         self.sessions_of(user).await
     }
+}
 
-    async fn identity_secret(&self) -> StoreResult<Vec<u8>> {
-        self.kept_identity_secret().await
+impl Secrets for PgStore {
+    fn identity_secret(&self) -> Pin<Box<dyn Future<Output = StoreResult<Vec<u8>>> + Send + '_>> {
+        Box::pin(self.kept_identity_secret())
     }
+}
 
+impl Reports for PgStore {
+    fn report<'a>(
+        &'a self,
+        report: Report,
+        movie: Option<&'a str>,
+    ) -> Pin<Box<dyn Future<Output = StoreResult<Rows>> + Send + 'a>> {
+        Box::pin(async move {
+            let mut session = self.link.session().await.map_err(classify)?;
+            let rows = reports::fetch(&mut session, report, movie).await?;
+            session.done().await.map_err(classify)?;
+            Ok(rows)
+        })
+    }
+}
+
+/// With the reports of its views, and the secret it keeps.
+impl From<PgStore> for Backend<PgStore> {
+    fn from(store: PgStore) -> Self {
+        Self {
+            secrets: Some(Arc::new(store.clone())),
+            reports: Some(Arc::new(store.clone())),
+            store,
+        }
+    }
+}
+
+impl Housekeeping for PgStore {
     async fn forget_keys(&self, batch: u32) -> StoreResult<u64> {
         self.forget_old_keys(batch).await
     }
@@ -591,13 +626,6 @@ impl SeatStore for PgStore {
 
     async fn forget_runs(&self, batch: u32) -> StoreResult<u64> {
         self.forget_old_runs(batch).await
-    }
-
-    async fn report(&self, report: Report, movie: Option<&str>) -> StoreResult<Rows> {
-        let mut session = self.link.session().await.map_err(classify)?;
-        let rows = reports::fetch(&mut session, report, movie).await?;
-        session.done().await.map_err(classify)?;
-        Ok(rows)
     }
 
     async fn reap_expired(&self, batch: u32) -> StoreResult<u64> {
@@ -616,11 +644,15 @@ impl SeatStore for PgStore {
         session.done().await.map_err(classify)?;
         Ok(u64::try_from(reaped).unwrap_or(0))
     }
+}
 
+impl ChangeFeed for PgStore {
     fn events(&self) -> &Hub {
         &self.events
     }
+}
 
+impl Health for PgStore {
     fn observe(&self) {
         let pool = &self.link.pool;
         let (size, idle) = (pool.size(), pool.num_idle() as u32);
