@@ -204,33 +204,23 @@ pub fn free_port() -> u16 {
 // ---------------------------------------------------------------------------------------
 // Stores, for the contract suite
 
-/// Runs each of the generic contract tests named against every backend: the memory store,
-/// PostgreSQL, and PostgreSQL behind PgBouncer in transaction mode. The test file holds
-/// `async fn name<B: Backend>()` for each.
+/// Runs each contract test named against each store listed, as `name: Type` (a module name
+/// and a `Backend`): `contract!([memory: Memory, postgres: Postgres]; a_test, another_test)`.
+/// The test file holds `async fn a_test<B: Backend>()` for each.
 #[allow(unused_macros)]
 macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
+    ([$store:ident: $backend:ident $(, $more:ident: $more_backend:ident)* $(,)?];
+     $($name:ident),* $(,)?) => {
+        contract!(@store $store $backend; $($name),*);
+        contract!([$($more: $more_backend),*]; $($name),*);
+    };
+    ([]; $($name:ident),* $(,)?) => {};
+    (@store $store:ident $backend:ident; $($name:ident),* $(,)?) => {
+        mod $store {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name::<super::common::Memory>().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name::<super::common::Postgres>().await;
-                }
-            )*
-        }
-        mod pooled {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name::<super::common::Pooled>().await;
+                    super::$name::<crate::common::$backend>().await;
                 }
             )*
         }

@@ -1,76 +1,8 @@
-//! The `Store` contract, written once and run against both stores, and against the
-//! PostgreSQL store behind PgBouncer in transaction mode.
+//! Holds of named seats, confirms, releases, expiry, and the caps per user and per address.
 
-#[macro_use]
-mod common;
-
-use boxoffice::domain::{Hold, Movie, SeatId, UserId, seed_movies};
-use boxoffice::store::{Catalogue, HoldPolicy, Housekeeping, Seats, Store, StoreError};
-use common::{Backend, LONG_TTL, Opened, SHORT_TTL, policy, wait_until_lapsed};
-
-fn user(name: &str) -> UserId {
-    UserId::parse(name.to_owned()).unwrap()
-}
-
-fn seats(ids: &[&str]) -> Vec<SeatId> {
-    ids.iter().map(|id| SeatId::parse(id).unwrap()).collect()
-}
-
-async fn movie<S: Store>(store: &S, id: &str) -> Movie {
-    store.movie(id).await.unwrap()
-}
-
-async fn hold<S: Store>(
-    store: &S,
-    movie_id: &str,
-    ids: &[&str],
-    who: &str,
-) -> Result<Hold, StoreError> {
-    hold_from(store, movie_id, ids, who, None).await
-}
-
-/// A hold asked from the client address `from`.
-async fn hold_from<S: Store>(
-    store: &S,
-    movie_id: &str,
-    ids: &[&str],
-    who: &str,
-    from: Option<&str>,
-) -> Result<Hold, StoreError> {
-    let movie = movie(store, movie_id).await;
-    let from = from.map(|ip| ip.parse().unwrap());
-    store.hold(&movie, seats(ids), &user(who), from).await
-}
-
-/// The seat map as (seat, user, confirmed) triples.
-async fn taken<S: Store>(store: &S, movie_id: &str) -> Vec<(String, String, bool)> {
-    store
-        .seat_map(movie_id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| (t.seat_id.to_string(), t.user_id.to_string(), t.confirmed))
-        .collect()
-}
-
-fn row(seat: &str, user: &str, confirmed: bool) -> (String, String, bool) {
-    (seat.into(), user.into(), confirmed)
-}
-
-async fn open<B: Backend>() -> Opened<B::Store> {
-    B::open(policy(LONG_TTL, 8)).await
-}
-
-async fn both_stores_serve_the_seeded_movies<B: Backend>() {
-    let s = open::<B>().await;
-    let mut expected = seed_movies();
-    expected.sort_by(|a, b| a.title.cmp(&b.title));
-    assert_eq!(s.store.movies().await.unwrap(), expected);
-    assert!(matches!(
-        s.store.movie("no-such-film").await,
-        Err(StoreError::MovieNotFound)
-    ));
-}
+use crate::common::{Backend, LONG_TTL, SHORT_TTL, policy, wait_until_lapsed};
+use crate::*;
+use boxoffice::store::{HoldPolicy, Housekeeping, Seats, StoreError};
 
 async fn holding_a_free_seat_starts_a_live_session<B: Backend>() {
     let s = open::<B>().await;
@@ -282,62 +214,6 @@ async fn an_untouched_expired_hold_cannot_be_confirmed_or_released<B: Backend>()
     assert_eq!(taken(&s.store, "inception").await, []);
 }
 
-async fn ended_sessions_are_forgotten_after_their_retention_and_bookings_never<B: Backend>() {
-    // Longer than the holds last, so that the released session is still remembered when the
-    // lapsed one has ended.
-    let retention = SHORT_TTL * 2;
-    let s = B::open(HoldPolicy {
-        session_retention: retention,
-        ..policy(SHORT_TTL, 8)
-    })
-    .await;
-    let alice = user("alice");
-    let released = hold(&s.store, "inception", &["A1"], "alice").await.unwrap();
-    s.store.release(released.session_id, &alice).await.unwrap();
-    let booked = hold(&s.store, "inception", &["A2"], "alice").await.unwrap();
-    s.store.confirm(booked.session_id, &alice).await.unwrap();
-    let lapsed = hold(&s.store, "inception", &["A3", "A4"], "alice")
-        .await
-        .unwrap();
-    wait_until_lapsed(lapsed.server_time, lapsed.expires_at).await;
-    assert_eq!(s.store.reap_expired(10).await.unwrap(), 2);
-
-    // Within the retention, an ended session is still told from an unknown one.
-    assert_eq!(s.store.forget_sessions(10).await.unwrap(), 0);
-    assert!(matches!(
-        s.store.confirm(released.session_id, &alice).await,
-        Err(StoreError::Released)
-    ));
-    assert!(matches!(
-        s.store.confirm(lapsed.session_id, &alice).await,
-        Err(StoreError::Expired)
-    ));
-
-    wait_until_lapsed(lapsed.server_time, lapsed.expires_at + retention).await;
-    assert_eq!(s.store.forget_sessions(1).await.unwrap(), 1, "in batches");
-    assert_eq!(s.store.forget_sessions(10).await.unwrap(), 1);
-    assert_eq!(s.store.forget_sessions(10).await.unwrap(), 0);
-    for gone in [released.session_id, lapsed.session_id] {
-        assert!(matches!(
-            s.store.confirm(gone, &alice).await,
-            Err(StoreError::SessionNotFound)
-        ));
-        assert!(matches!(
-            s.store.release(gone, &alice).await,
-            Err(StoreError::SessionNotFound)
-        ));
-    }
-    // The booking stays, and so does its seat.
-    s.store.confirm(booked.session_id, &alice).await.unwrap();
-    assert_eq!(
-        taken(&s.store, "inception").await,
-        [row("A2", "alice", true)]
-    );
-    let sessions = s.store.user_sessions(&alice).await.unwrap();
-    let ids: Vec<_> = sessions.iter().map(|info| info.session_id).collect();
-    assert_eq!(ids, [booked.session_id]);
-}
-
 async fn the_per_user_limit_counts_live_holds_across_movies<B: Backend>() {
     let s = B::open(policy(LONG_TTL, 3)).await;
     let first = hold(&s.store, "inception", &["A1", "A2"], "alice")
@@ -449,36 +325,8 @@ async fn losing_a_seat_race_leaves_the_quota_for_another_seat<B: Backend>() {
     }
 }
 
-async fn the_reaper_removes_expired_holds_in_batches<B: Backend>() {
-    let s = B::open(policy(SHORT_TTL, 8)).await;
-    let mut last = None;
-    for seat in ["A1", "A2", "A3"] {
-        last = Some(hold(&s.store, "inception", &[seat], "alice").await.unwrap());
-    }
-    let kept = hold(&s.store, "inception", &["B1"], "bob").await.unwrap();
-    s.store
-        .confirm(kept.session_id, &user("bob"))
-        .await
-        .unwrap();
-    assert_eq!(
-        s.store.reap_expired(10).await.unwrap(),
-        0,
-        "nothing has expired yet"
-    );
-
-    let last = last.unwrap();
-    wait_until_lapsed(last.server_time, last.expires_at).await;
-    assert_eq!(s.store.reap_expired(2).await.unwrap(), 2);
-    assert_eq!(s.store.reap_expired(2).await.unwrap(), 1);
-    assert_eq!(s.store.reap_expired(2).await.unwrap(), 0);
-    assert_eq!(taken(&s.store, "inception").await, [row("B1", "bob", true)]);
-    assert!(matches!(
-        s.store.confirm(last.session_id, &user("alice")).await,
-        Err(StoreError::Expired)
-    ));
-}
-
 const OFFICE: Option<&str> = Some("192.0.2.1");
+
 const HOME: Option<&str> = Some("2001:db8::");
 
 async fn one_address_holds_at_most_its_cap_across_users<B: Backend>() {
@@ -650,12 +498,7 @@ async fn a_run_past_its_lifetime_waits_out_the_window<B: Backend>() {
     assert_eq!(s.store.forget_runs(10).await.unwrap(), 0);
 }
 
-contract!(
-    one_address_holds_at_most_its_cap_across_users,
-    concurrent_holds_from_one_address_stop_at_its_cap,
-    letting_a_seat_go_and_taking_it_again_keeps_its_clock,
-    a_run_past_its_lifetime_waits_out_the_window,
-    both_stores_serve_the_seeded_movies,
+seats_contract!(
     holding_a_free_seat_starts_a_live_session,
     a_second_hold_on_a_held_seat_is_rejected,
     a_group_hold_is_all_or_nothing,
@@ -670,6 +513,8 @@ contract!(
     expired_holds_do_not_count_toward_the_limit,
     concurrent_holds_by_one_user_stop_at_the_limit,
     losing_a_seat_race_leaves_the_quota_for_another_seat,
-    the_reaper_removes_expired_holds_in_batches,
-    ended_sessions_are_forgotten_after_their_retention_and_bookings_never,
+    one_address_holds_at_most_its_cap_across_users,
+    concurrent_holds_from_one_address_stop_at_its_cap,
+    letting_a_seat_go_and_taking_it_again_keeps_its_clock,
+    a_run_past_its_lifetime_waits_out_the_window,
 );

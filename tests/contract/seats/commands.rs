@@ -1,44 +1,33 @@
-//! The API's part of the `Store` contract (`execute`, sessions, keys), run against both
-//! stores and against PostgreSQL behind PgBouncer: group holds under a race, best available,
-//! extensions, idempotency, ownership.
+//! Commands (`execute`), sessions and idempotency keys: group holds under a race, best
+//! available, extensions, replays, ownership.
 
-#[macro_use]
-mod common;
-
+use crate::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{Backend, LONG_TTL, Opened, policy};
 use boxoffice::domain::{Movie, SeatId, UserId};
 use boxoffice::events::{ChangeKind, Message};
 use boxoffice::store::{
-    ChangeFeed, Claim, Command, Effect, HoldPolicy, Housekeeping, Keyed, Refusal, Replay, Reports,
-    Seats, SessionStatus, Store, StoreError, StoreResult, Want,
+    ChangeFeed, Claim, Command, Effect, HoldPolicy, Keyed, Refusal, Replay, Seats, SessionStatus,
+    Store, StoreError, StoreResult, Want,
 };
-use common::{Backend, LONG_TTL, Opened, policy};
 use tokio::sync::Barrier;
 
-fn api_user() -> UserId {
+pub(crate) fn api_user() -> UserId {
     UserId::issue()
 }
 
-fn seats(ids: &[&str]) -> Vec<SeatId> {
-    ids.iter().map(|id| SeatId::parse(id).unwrap()).collect()
-}
-
-async fn movie<S: Store>(store: &S, id: &str) -> Movie {
-    store.movie(id).await.unwrap()
-}
-
-async fn open<B: Backend>(policy: HoldPolicy) -> Opened<B::Store> {
+async fn open_with<B: Backend>(policy: HoldPolicy) -> Opened<B::Store> {
     B::open(policy).await
 }
 
-fn roomy() -> HoldPolicy {
+pub(crate) fn roomy() -> HoldPolicy {
     policy(LONG_TTL, 100)
 }
 
-async fn hold_seats<S: Store>(
+pub(crate) async fn hold_seats<S: Store>(
     store: &S,
     user: &UserId,
     movie: &Movie,
@@ -56,14 +45,14 @@ async fn hold_seats<S: Store>(
 }
 
 /// Keeps successes only, as their debug text: enough to tell a replay from a new answer.
-fn keep_successes(outcome: &StoreResult<Effect>) -> Option<Replay> {
+pub(crate) fn keep_successes(outcome: &StoreResult<Effect>) -> Option<Replay> {
     outcome.as_ref().ok().map(|effect| Replay {
         status: 200,
         body: format!("{effect:?}"),
     })
 }
 
-fn claim<'a>(key: &'a str, fingerprint: &'a str) -> Claim<'a> {
+pub(crate) fn claim<'a>(key: &'a str, fingerprint: &'a str) -> Claim<'a> {
     Claim {
         key,
         fingerprint,
@@ -73,7 +62,7 @@ fn claim<'a>(key: &'a str, fingerprint: &'a str) -> Claim<'a> {
 }
 
 /// Who holds each taken seat of a movie.
-async fn holders<S: Store>(store: &S, movie_id: &str) -> BTreeMap<SeatId, UserId> {
+pub(crate) async fn holders<S: Store>(store: &S, movie_id: &str) -> BTreeMap<SeatId, UserId> {
     let map = store.seat_map(movie_id).await.unwrap();
     map.into_iter().map(|t| (t.seat_id, t.user_id)).collect()
 }
@@ -91,8 +80,53 @@ impl Lcg {
     }
 }
 
+/// Whether some row has `n` adjacent free seats; whether some such block strands no seat.
+fn blocks(movie: &Movie, taken: &BTreeSet<SeatId>, n: usize) -> (bool, bool) {
+    let (mut any, mut clean) = (false, false);
+    for row in 0..movie.rows {
+        let free: Vec<bool> = (1..=movie.seats_per_row)
+            .map(|number| !taken.contains(&seat_at(row, number)))
+            .collect();
+        for start in 0..=free.len().saturating_sub(n) {
+            if free[start..start + n].iter().all(|f| *f) {
+                any = true;
+                clean |= !strands(&free, start, n);
+            }
+        }
+    }
+    (any, clean)
+}
+
+fn seat_at(row: i32, number: i32) -> SeatId {
+    SeatId::parse(&format!("{}{number}", char::from(b'A' + row as u8))).unwrap()
+}
+
+/// Whether the block of `n` from `start` leaves a single free seat beside it.
+fn strands(free: &[bool], start: usize, n: usize) -> bool {
+    let end = start + n;
+    let left = start >= 1 && free[start - 1] && (start == 1 || !free[start - 2]);
+    let right = end < free.len() && free[end] && (end + 1 == free.len() || !free[end + 1]);
+    left || right
+}
+
+fn row_and_number(seat: &SeatId) -> (u8, i32) {
+    let s = seat.as_str();
+    (s.as_bytes()[0], s[1..].parse().unwrap())
+}
+
+pub(crate) async fn extend<S: Store>(
+    store: &S,
+    user: &UserId,
+    session: boxoffice::domain::SessionId,
+) -> StoreResult<boxoffice::store::SessionInfo> {
+    match store.execute(user, Command::Extend(session), None).await? {
+        Keyed::Done(Effect::Extended(info)) => Ok(info),
+        other => panic!("extend answered {other:?}"),
+    }
+}
+
 async fn overlapping_group_holds_are_all_or_nothing<B: Backend>() {
-    let s = open::<B>(roomy()).await;
+    let s = open_with::<B>(roomy()).await;
     let store = Arc::new(s.store.clone());
     // 24 seats, 40 groups of 2 to 4 seats from the same 10: most must lose.
     let dune = movie(&s.store, "dune-part-two").await;
@@ -161,42 +195,8 @@ async fn overlapping_group_holds_are_all_or_nothing<B: Backend>() {
     }
 }
 
-/// Whether some row has `n` adjacent free seats; whether some such block strands no seat.
-fn blocks(movie: &Movie, taken: &BTreeSet<SeatId>, n: usize) -> (bool, bool) {
-    let (mut any, mut clean) = (false, false);
-    for row in 0..movie.rows {
-        let free: Vec<bool> = (1..=movie.seats_per_row)
-            .map(|number| !taken.contains(&seat_at(row, number)))
-            .collect();
-        for start in 0..=free.len().saturating_sub(n) {
-            if free[start..start + n].iter().all(|f| *f) {
-                any = true;
-                clean |= !strands(&free, start, n);
-            }
-        }
-    }
-    (any, clean)
-}
-
-fn seat_at(row: i32, number: i32) -> SeatId {
-    SeatId::parse(&format!("{}{number}", char::from(b'A' + row as u8))).unwrap()
-}
-
-/// Whether the block of `n` from `start` leaves a single free seat beside it.
-fn strands(free: &[bool], start: usize, n: usize) -> bool {
-    let end = start + n;
-    let left = start >= 1 && free[start - 1] && (start == 1 || !free[start - 2]);
-    let right = end < free.len() && free[end] && (end + 1 == free.len() || !free[end + 1]);
-    left || right
-}
-
-fn row_and_number(seat: &SeatId) -> (u8, i32) {
-    let s = seat.as_str();
-    (s.as_bytes()[0], s[1..].parse().unwrap())
-}
-
 async fn best_available_seats_together_without_stranding_when_it_can<B: Backend>() {
-    let s = open::<B>(roomy()).await;
+    let s = open_with::<B>(roomy()).await;
     let dune = movie(&s.store, "dune-part-two").await;
     let filler = api_user();
     let mut rng = Lcg(42);
@@ -258,7 +258,7 @@ async fn best_available_seats_together_without_stranding_when_it_can<B: Backend>
 }
 
 async fn concurrent_best_available_requests_all_succeed_while_seats_remain<B: Backend>() {
-    let s = open::<B>(roomy()).await;
+    let s = open_with::<B>(roomy()).await;
     let store = Arc::new(s.store.clone());
     let dune = movie(&s.store, "dune-part-two").await;
     let barrier = Arc::new(Barrier::new(12));
@@ -290,19 +290,8 @@ async fn concurrent_best_available_requests_all_succeed_while_seats_remain<B: Ba
     );
 }
 
-async fn extend<S: Store>(
-    store: &S,
-    user: &UserId,
-    session: boxoffice::domain::SessionId,
-) -> StoreResult<boxoffice::store::SessionInfo> {
-    match store.execute(user, Command::Extend(session), None).await? {
-        Keyed::Done(Effect::Extended(info)) => Ok(info),
-        other => panic!("extend answered {other:?}"),
-    }
-}
-
 async fn a_hold_is_extended_at_most_the_allowed_times_and_tells_the_streams<B: Backend>() {
-    let s = open::<B>(HoldPolicy {
+    let s = open_with::<B>(HoldPolicy {
         max_extensions: 2,
         max_lifetime: Duration::from_secs(3600),
         ..roomy()
@@ -362,7 +351,7 @@ async fn a_hold_is_extended_at_most_the_allowed_times_and_tells_the_streams<B: B
 
 async fn no_extension_goes_past_the_hold_lifetime<B: Backend>() {
     // The lifetime is the TTL: any extension would end later than it.
-    let s = open::<B>(HoldPolicy {
+    let s = open_with::<B>(HoldPolicy {
         max_lifetime: LONG_TTL,
         ..roomy()
     })
@@ -384,7 +373,7 @@ async fn no_extension_goes_past_the_hold_lifetime<B: Backend>() {
 }
 
 async fn a_key_replays_its_first_answer_and_refuses_another_request<B: Backend>() {
-    let s = open::<B>(roomy()).await;
+    let s = open_with::<B>(roomy()).await;
     let inception = movie(&s.store, "inception").await;
     let user = api_user();
     let command = || Command::Hold {
@@ -432,7 +421,7 @@ async fn a_key_replays_its_first_answer_and_refuses_another_request<B: Backend>(
 }
 
 async fn an_answer_not_kept_lets_a_retry_do_the_work<B: Backend>() {
-    let s = open::<B>(roomy()).await;
+    let s = open_with::<B>(roomy()).await;
     let inception = movie(&s.store, "inception").await;
     let (alice, bob) = (api_user(), api_user());
     let a1 = hold_seats(&s.store, &alice, &inception, Want::Seats(seats(&["A1"])))
@@ -461,7 +450,7 @@ async fn an_answer_not_kept_lets_a_retry_do_the_work<B: Backend>() {
 }
 
 async fn one_key_sent_at_once_many_times_acts_once<B: Backend>() {
-    let s = open::<B>(roomy()).await;
+    let s = open_with::<B>(roomy()).await;
     let store = Arc::new(s.store.clone());
     let inception = movie(&s.store, "inception").await;
     let user = api_user();
@@ -500,7 +489,7 @@ async fn one_key_sent_at_once_many_times_acts_once<B: Backend>() {
 }
 
 async fn every_session_command_refuses_everyone_but_the_owner<B: Backend>() {
-    let s = open::<B>(roomy()).await;
+    let s = open_with::<B>(roomy()).await;
     let inception = movie(&s.store, "inception").await;
     let (owner, stranger) = (api_user(), api_user());
     let hold = hold_seats(
@@ -539,7 +528,7 @@ async fn every_session_command_refuses_everyone_but_the_owner<B: Backend>() {
 }
 
 async fn a_confirmed_session_has_a_booking_reference_that_stays<B: Backend>() {
-    let s = open::<B>(roomy()).await;
+    let s = open_with::<B>(roomy()).await;
     let inception = movie(&s.store, "inception").await;
     let user = api_user();
     let hold = hold_seats(
@@ -574,7 +563,7 @@ async fn a_confirmed_session_has_a_booking_reference_that_stays<B: Backend>() {
 }
 
 async fn a_released_session_still_shows_its_seats_to_its_owner<B: Backend>() {
-    let s = open::<B>(roomy()).await;
+    let s = open_with::<B>(roomy()).await;
     let inception = movie(&s.store, "inception").await;
     let user = api_user();
     let hold = hold_seats(
@@ -597,27 +586,12 @@ async fn a_released_session_still_shows_its_seats_to_its_owner<B: Backend>() {
     );
 }
 
-contract!(
-    overlapping_group_holds_are_all_or_nothing,
-    best_available_seats_together_without_stranding_when_it_can,
-    concurrent_best_available_requests_all_succeed_while_seats_remain,
-    a_hold_is_extended_at_most_the_allowed_times_and_tells_the_streams,
-    no_extension_goes_past_the_hold_lifetime,
-    a_key_replays_its_first_answer_and_refuses_another_request,
-    an_answer_not_kept_lets_a_retry_do_the_work,
-    one_key_sent_at_once_many_times_acts_once,
-    every_session_command_refuses_everyone_but_the_owner,
-    a_confirmed_session_has_a_booking_reference_that_stays,
-    a_released_session_still_shows_its_seats_to_its_owner,
-    a_new_key_passes_the_gate_with_the_users_key_count_and_a_replay_does_not,
-);
-
 /// The caller's gate (`Claim::admit`) is asked about every new key, told how many the user
 /// keeps, and not asked about a retry answered with its kept response; its refusal does
 /// nothing and keeps nothing.
 async fn a_new_key_passes_the_gate_with_the_users_key_count_and_a_replay_does_not<B: Backend>() {
     use std::sync::Mutex;
-    let s = open::<B>(roomy()).await;
+    let s = open_with::<B>(roomy()).await;
     let inception = movie(&s.store, "inception").await;
     let user = api_user();
     let asked = Mutex::new(Vec::new());
@@ -667,133 +641,17 @@ async fn a_new_key_passes_the_gate_with_the_users_key_count_and_a_replay_does_no
     assert!(matches!(later, Ok(Keyed::Done(_))), "{later:?}");
 }
 
-/// PostgreSQL only: a request whose key another transaction holds is in flight, and does
-/// nothing; the memory store decides under one lock and is never seen in flight.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_held_by_a_request_in_flight_is_refused_and_nothing_is_done() {
-    use sqlx::Connection;
-    let db = common::TestDb::new().await;
-    let store = db.store(roomy(), 8).await;
-    let inception = movie(&store, "inception").await;
-    let user = api_user();
-    let mut in_flight = sqlx::PgConnection::connect_with(&db.options())
-        .await
-        .unwrap();
-    let mut tx = in_flight.begin().await.unwrap();
-    sqlx::query("select pg_advisory_xact_lock(45254, hashtext($1 || ' ' || $2))")
-        .bind(user.as_str())
-        .bind("busy")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let command = || Command::Hold {
-        movie: inception.clone(),
-        want: Want::Best(1),
-        from: None,
-    };
-    let refused = store
-        .execute(&user, command(), Some(claim("busy", "best 1")))
-        .await;
-    assert!(
-        matches!(refused, Err(StoreError::KeyInFlight)),
-        "{refused:?}"
-    );
-    assert!(holders(&store, "inception").await.is_empty());
-    tx.rollback().await.unwrap();
-    let done = store
-        .execute(&user, command(), Some(claim("busy", "best 1")))
-        .await
-        .unwrap();
-    assert!(matches!(done, Keyed::Done(_)));
-}
-
-/// PostgreSQL only: an extension is a ledger row per seat with the new deadline.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_extension_is_in_the_ledger_with_its_new_deadline() {
-    let db = common::TestDb::new().await;
-    let store = db.store(roomy(), 8).await;
-    let inception = movie(&store, "inception").await;
-    let user = api_user();
-    let hold = hold_seats(&store, &user, &inception, Want::Seats(seats(&["E1", "E2"])))
-        .await
-        .unwrap();
-    let info = extend(&store, &user, hold.session_id).await.unwrap();
-    let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-        "select seat_id, expires_at from booking_events where kind = 'extended' order by seat_id",
-    )
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
-    assert_eq!(
-        rows,
-        [
-            ("E1".into(), info.expires_at),
-            ("E2".into(), info.expires_at)
-        ]
-    );
-}
-
-/// PostgreSQL only: the reaper forgets a key past its lifetime, and the key then acts afresh.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_past_their_lifetime_are_forgotten_and_act_afresh() {
-    let db = common::TestDb::new().await;
-    let store = db.store(roomy(), 8).await;
-    let inception = movie(&store, "inception").await;
-    let user = api_user();
-    let command = || Command::Hold {
-        movie: inception.clone(),
-        want: Want::Best(1),
-        from: None,
-    };
-    let first = store
-        .execute(&user, command(), Some(claim("old", "best 1")))
-        .await
-        .unwrap();
-    assert!(matches!(first, Keyed::Done(_)));
-    assert_eq!(
-        store.forget_keys(100).await.unwrap(),
-        0,
-        "a fresh key stays"
-    );
-    sqlx::query("update idempotency_keys set created_at = now() - interval '25 hours'")
-        .execute(store.pool())
-        .await
-        .unwrap();
-    let again = store
-        .execute(&user, command(), Some(claim("old", "best 1")))
-        .await
-        .unwrap();
-    assert!(
-        matches!(again, Keyed::Done(_)),
-        "a key past its lifetime is not replayed"
-    );
-    sqlx::query("update idempotency_keys set created_at = now() - interval '25 hours'")
-        .execute(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(store.forget_keys(100).await.unwrap(), 1);
-    assert_eq!(store.forget_keys(100).await.unwrap(), 0);
-    assert_eq!(holders(&store, "inception").await.len(), 2);
-}
-
-/// PostgreSQL only: the bookings report lists a booking by its reference.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_bookings_report_lists_each_booking_by_its_reference() {
-    let db = common::TestDb::new().await;
-    let store = db.store(roomy(), 8).await;
-    let inception = movie(&store, "inception").await;
-    let user = api_user();
-    let hold = hold_seats(&store, &user, &inception, Want::Seats(seats(&["B7", "B8"])))
-        .await
-        .unwrap();
-    let booking = store.confirm(hold.session_id, &user).await.unwrap();
-    let rows = store
-        .report(boxoffice::reports::Report::Bookings, Some("inception"))
-        .await
-        .unwrap()
-        .rows;
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0]["booking_reference"], booking.reference.as_str());
-    assert_eq!(rows[0]["seats"], "B7 B8");
-    assert_eq!(rows[0]["seat_count"], 2);
-}
+seats_contract!(
+    overlapping_group_holds_are_all_or_nothing,
+    best_available_seats_together_without_stranding_when_it_can,
+    concurrent_best_available_requests_all_succeed_while_seats_remain,
+    a_hold_is_extended_at_most_the_allowed_times_and_tells_the_streams,
+    no_extension_goes_past_the_hold_lifetime,
+    a_key_replays_its_first_answer_and_refuses_another_request,
+    an_answer_not_kept_lets_a_retry_do_the_work,
+    one_key_sent_at_once_many_times_acts_once,
+    every_session_command_refuses_everyone_but_the_owner,
+    a_confirmed_session_has_a_booking_reference_that_stays,
+    a_released_session_still_shows_its_seats_to_its_owner,
+    a_new_key_passes_the_gate_with_the_users_key_count_and_a_replay_does_not,
+);
