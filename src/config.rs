@@ -52,10 +52,10 @@ pub struct RateLimits {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `None`: the in-memory store, nothing persists.
-    pub database_url: Option<String>,
+    pub database_url: Option<DatabaseUrl>,
     /// PostgreSQL itself, when `database_url` goes through a pooler in transaction mode: for
     /// migrations and the listening connection. `None`: `database_url`.
-    pub database_direct_url: Option<String>,
+    pub database_direct_url: Option<DatabaseUrl>,
     pub bind_addr: SocketAddr,
     /// Where `GET /metrics` is served (`METRICS_ADDR`): a listener of its own, off the public
     /// one.
@@ -74,7 +74,7 @@ pub struct Config {
     /// The time zone report days are cut in, written to the database at start-up.
     pub report_time_zone: String,
     /// The bearer token of `GET /reports/{name}`; `None`: the route is off.
-    pub reports_token: Option<String>,
+    pub reports_token: Option<Secret>,
     /// Most event streams open at once in this process; beyond it a stream answers 503. Zero
     /// turns streams off (pages poll).
     pub max_event_streams: usize,
@@ -115,6 +115,61 @@ impl Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(hidden)")
+    }
+}
+
+/// A database URL, whose `Debug` hides its password (in the authority or as a `password`
+/// parameter) and shows the rest: where the server connects is no secret, and helps.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: String) -> Self {
+        Self(url)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with every password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let url = &self.0;
+        let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
+            return "(hidden: not a URL)".to_owned();
+        };
+        let rest = &url[scheme_end..];
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        let authority = match authority.rsplit_once('@') {
+            Some((user_info, host)) => match user_info.split_once(':') {
+                Some((user, _)) => format!("{user}:***@{host}"),
+                None => authority.to_owned(),
+            },
+            None => authority.to_owned(),
+        };
+        let tail = match tail.split_once('?') {
+            Some((path, query)) => {
+                let parameters: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                            format!("{key}=***")
+                        }
+                        _ => pair.to_owned(),
+                    })
+                    .collect();
+                format!("{path}?{}", parameters.join("&"))
+            }
+            None => tail.to_owned(),
+        };
+        format!("{}{authority}{tail}", &url[..scheme_end])
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({:?})", self.redacted())
     }
 }
 
@@ -191,8 +246,8 @@ impl Config {
         let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
         let trusted_proxies = addresses(&get, "TRUSTED_PROXIES")?;
         let config = Self {
-            database_url: get("DATABASE_URL"),
-            database_direct_url: get("DATABASE_DIRECT_URL"),
+            database_url: get("DATABASE_URL").map(DatabaseUrl::new),
+            database_direct_url: get("DATABASE_DIRECT_URL").map(DatabaseUrl::new),
             bind_addr: parse(&get, "BIND_ADDR", d.bind_addr)?,
             metrics_addr: parse(&get, "METRICS_ADDR", d.metrics_addr)?,
             hold: HoldPolicy {
@@ -235,7 +290,7 @@ impl Config {
             hold_queue_limit: positive(&get, "HOLD_QUEUE_LIMIT", d.hold_queue_limit)?,
             report_time_zone: get("REPORT_TIME_ZONE")
                 .map_or(d.report_time_zone, |tz| tz.trim().to_owned()),
-            reports_token: get("REPORTS_TOKEN"),
+            reports_token: get("REPORTS_TOKEN").map(Secret::new),
             max_event_streams: parse(&get, "MAX_EVENT_STREAMS", d.max_event_streams)?,
             max_event_streams_per_ip: parse(
                 &get,
@@ -299,7 +354,7 @@ impl Config {
             });
         }
         if let Some(token) = &config.reports_token
-            && token.len() < MIN_REPORTS_TOKEN_LEN
+            && token.expose().len() < MIN_REPORTS_TOKEN_LEN
         {
             return Err(ConfigError {
                 name: "REPORTS_TOKEN",
@@ -529,6 +584,43 @@ mod tests {
     }
 
     #[test]
+    fn the_debug_output_of_the_settings_shows_no_secret() {
+        let config = from(&[
+            (
+                "DATABASE_URL",
+                "postgres://app:pooler-pass@pgbouncer:6432/boxoffice",
+            ),
+            (
+                "DATABASE_DIRECT_URL",
+                "postgres://app@db:5432/boxoffice?sslmode=require&password=direct-pass",
+            ),
+            ("DATABASE_POOLER", "transaction"),
+            ("REPORTS_TOKEN", "reports-token-0123456789"),
+            ("IDENTITY_SECRET", &"current-secret-".repeat(3)),
+            ("IDENTITY_SECRET_PREVIOUS", &"previous-secret-".repeat(3)),
+        ])
+        .unwrap();
+        let shown = format!("{config:?}");
+        for secret in [
+            "pooler-pass",
+            "direct-pass",
+            "reports-token",
+            "current-secret",
+            "previous-secret",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        }
+        assert!(
+            shown.contains("postgres://app:***@pgbouncer:6432/boxoffice"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://app@db:5432/boxoffice?sslmode=require&password=***"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn settings_are_read_by_their_names() {
         let config = from(&[
             ("DATABASE_URL", "postgres://x/y"),
@@ -548,10 +640,13 @@ mod tests {
         .unwrap();
         assert_eq!(config.pool.pooler, Pooler::Transaction);
         assert_eq!(
-            config.database_direct_url.as_deref(),
+            config.database_direct_url.as_ref().map(DatabaseUrl::expose),
             Some("postgres://x:5432/y")
         );
-        assert_eq!(config.database_url.as_deref(), Some("postgres://x/y"));
+        assert_eq!(
+            config.database_url.as_ref().map(DatabaseUrl::expose),
+            Some("postgres://x/y")
+        );
         assert_eq!(config.bind_addr.port(), 9000);
         assert_eq!(config.metrics_addr.to_string(), "0.0.0.0:9100");
         assert_eq!(config.hold.ttl, Duration::from_millis(500));
@@ -560,7 +655,10 @@ mod tests {
         assert_eq!(config.hold.rehold_window, Duration::from_secs(90));
         assert_eq!(config.pool.max_connections, 32);
         assert_eq!(config.report_time_zone, "Europe/Paris");
-        assert_eq!(config.reports_token.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(
+            config.reports_token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef")
+        );
         assert_eq!(config.max_event_streams, 0, "zero turns streams off");
     }
 

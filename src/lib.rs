@@ -16,6 +16,7 @@ pub mod store;
 pub mod telemetry;
 
 pub use config::Config;
+use config::DatabaseUrl;
 pub use http::app;
 use store::{Backend, MemoryStore, PgStore, Store};
 
@@ -49,8 +50,8 @@ pub async fn run(config: Config) -> Result<(), BoxError> {
     match &config.database_url {
         Some(url) => {
             let store = PgStore::connect(
-                url,
-                config.database_direct_url.as_deref(),
+                url.expose(),
+                config.database_direct_url.as_ref().map(DatabaseUrl::expose),
                 &config.pool,
                 config.hold,
                 config.hold_queue(),

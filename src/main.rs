@@ -111,10 +111,10 @@ async fn main() -> ExitCode {
 async fn report(config: &boxoffice::Config, args: ReportArgs) -> Result<(), boxoffice::BoxError> {
     let url = config
         .database_direct_url
-        .as_deref()
-        .or(config.database_url.as_deref())
+        .as_ref()
+        .or(config.database_url.as_ref())
         .ok_or(StoreError::ReportsNeedPostgres)?;
-    let options = session_options(url.parse()?).application_name("boxoffice report");
+    let options = session_options(url.expose().parse()?).application_name("boxoffice report");
     let connect = PgConnection::connect_with(&options);
     let mut conn = tokio::time::timeout(config.pool.acquire_timeout, connect)
         .await

@@ -352,7 +352,9 @@ async fn hostile_input_changes_nothing(app: TestApp, db: Option<TestDb>) {
 
 fn config() -> boxoffice::Config {
     let mut config = test_config();
-    config.reports_token = Some("reports-token-0123456789".into());
+    config.reports_token = Some(boxoffice::config::Secret::new(
+        "reports-token-0123456789".into(),
+    ));
     config
 }
 

@@ -1130,7 +1130,7 @@ async fn reports_app<S: boxoffice::store::Store>(
     token: Option<&str>,
 ) -> TestApp {
     let mut config = test_config();
-    config.reports_token = token.map(str::to_owned);
+    config.reports_token = token.map(|t| boxoffice::config::Secret::new(t.to_owned()));
     TestApp::spawn(store, config).await
 }
 

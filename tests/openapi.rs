@@ -103,7 +103,7 @@ async fn every_documented_operation_answers_as_documented() {
     let db = TestDb::new().await;
     let store = db.store(policy(LONG_TTL, 8), 8).await;
     let config = boxoffice::Config {
-        reports_token: Some(REPORTS_TOKEN.into()),
+        reports_token: Some(boxoffice::config::Secret::new(REPORTS_TOKEN.into())),
         ..test_config()
     };
     let app = TestApp::spawn(store, config).await;

@@ -157,7 +157,7 @@ pub fn app<S: Store>(
                 config.max_event_streams_per_ip,
                 stop_streams,
             ),
-            reports_token: config.reports_token.as_deref().map(Arc::from),
+            reports_token: config.reports_token.as_ref().map(|t| Arc::from(t.expose())),
             openapi: openapi::Document(document.into()),
             limiter: limits::Limiter::new(&config.rate_limits),
             api: api::Api {
