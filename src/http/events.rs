@@ -11,7 +11,6 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -20,8 +19,6 @@ use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
-
-use super::error::ErrorBody;
 
 /// One server-sent event, as the stream's schema describes each (README, "Live updates").
 #[derive(utoipa::ToSchema)]
@@ -38,8 +35,8 @@ pub struct SseEvent {
 }
 use super::limits::ClientIp;
 use super::seat_maps::Round;
-use super::sessions::rfc3339;
 use super::shares::{Share, Shares};
+use super::wire::optional_rfc3339;
 use super::{AppError, AppState};
 use crate::domain::{Movie, SeatId};
 use crate::events::{Change, Message, Start, Subscription};
@@ -156,31 +153,16 @@ struct ChangeData<'a> {
     expires_at: Option<DateTime<Utc>>,
 }
 
-fn optional_rfc3339<S: serde::Serializer>(
-    at: &Option<DateTime<Utc>>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    rfc3339(&at.expect("skipped when none"), serializer)
-}
-
-#[utoipa::path(get, path = "/movies/{movie_id}/events", tag = "seed",
-    summary = "The seat map, live, as server-sent events",
-    description = "Opens with a `snapshot` event (taken seats and a version), then one event per change: `held`, `confirmed`, `released`, `expired`, `extended`, each with `seat_ids` and, for `held` and `extended`, `expires_at`; `resync` asks to read the map afresh. Resumes with `Last-Event-ID`. Names no user.",
-    params(("movie_id" = String, Path, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", description = "The movie's slug, such as `inception`")),
-    responses(
-        (status = 400, description = "`invalid_target`: a control character in the path or query", body = ErrorBody),
-        (status = 200, content_type = "text/event-stream", body = SseEvent, description = "One object per event: `snapshot` first, then `held`, `confirmed`, `released`, `expired`, `extended` or `resync`"),
-        (status = 404, description = "`movie_not_found`", body = ErrorBody),
-        (status = 503, description = "`too_many_streams` (poll the seat map instead), `service_unavailable`, `timeout`. With `Retry-After`.", body = ErrorBody),
-    ))]
-pub async fn stream<S: Store>(
-    State(app): State<AppState<S>>,
+/// A movie's live seat map for `client`, resumed after `Last-Event-ID` if `headers` name one:
+/// what both APIs' stream routes answer.
+pub async fn open<S: Store>(
+    app: AppState<S>,
     client: ClientIp,
-    Path(movie_id): Path<String>,
-    headers: HeaderMap,
+    movie_id: &str,
+    headers: &HeaderMap,
 ) -> Result<Response, AppError> {
     let place = app.streams.place(client)?;
-    let movie = app.store.movie(&movie_id).await?;
+    let movie = app.store.movie(movie_id).await?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok());

@@ -6,8 +6,8 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-use super::error::ErrorBody;
-use super::{AppError, AppState};
+use crate::http::error::ErrorBody;
+use crate::http::{AppError, AppState};
 use crate::store::Store;
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",

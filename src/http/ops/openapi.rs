@@ -9,8 +9,8 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::AppState;
-use super::error::{ErrorBody, Suggestion};
+use crate::http::AppState;
+use crate::http::error::{ErrorBody, Suggestion};
 use crate::store::Store;
 
 /// What the document says besides its routes.

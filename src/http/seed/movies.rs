@@ -7,10 +7,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::error::ErrorBody;
-use super::seat_maps::{Rendered, Round};
-use super::{AppError, AppState};
 use crate::domain::{Movie, SeatId};
+use crate::http::error::ErrorBody;
+use crate::http::seat_maps::{Rendered, Round};
+use crate::http::{AppError, AppState};
 use crate::store::Store;
 
 #[utoipa::path(get, path = "/movies", tag = "seed",

@@ -2,13 +2,15 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Serialize, Serializer};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
-use super::error::ErrorBody;
-use super::limits::ClientIp;
-use super::{AppError, AppState, Json, UserBody};
+use super::UserBody;
 use crate::domain::{Hold, SeatId, SessionId, UserId};
+use crate::http::error::ErrorBody;
+use crate::http::limits::ClientIp;
+use crate::http::wire::rfc3339;
+use crate::http::{AppError, AppState, Json};
 use crate::store::{Store, StoreError, StoreResult};
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -31,11 +33,6 @@ pub struct BookingBody {
     /// `confirmed`.
     #[schema(value_type = String, pattern = "^confirmed$")]
     status: &'static str,
-}
-
-/// RFC 3339 in UTC with millisecond precision: what browsers' `Date` parses exactly.
-pub(super) fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
 #[utoipa::path(post, path = "/movies/{movie_id}/seats/{seat_id}/hold", tag = "seed",

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
-use super::error::ErrorBody;
-use super::{AppError, AppState};
+use crate::http::error::ErrorBody;
+use crate::http::{AppError, AppState};
 use crate::reports::Report;
 use crate::store::Store;
 

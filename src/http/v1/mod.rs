@@ -1,0 +1,110 @@
+//! `/api/v1`: identities, the seat map with the caller's own seats, group and best-available
+//! holds with a counter-offer after a lost race, sessions, and idempotent writes. Here: the
+//! signing of tokens and the extractors of who asks and which change it is.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use tokio::sync::OnceCell;
+
+use crate::config::Secret;
+use crate::domain::{MAX_IDEMPOTENCY_KEY_LEN, UserId};
+use crate::http::{AppError, AppState};
+use crate::identity::Identities;
+use crate::store::{Secrets, Store};
+
+pub mod identities;
+pub mod movies;
+pub mod sessions;
+
+/// Signs and checks tokens, with the secret of the settings or else the store's, read once.
+pub struct Signing {
+    secret: SigningSecret,
+    previous: Option<Secret>,
+    identities: OnceCell<Identities>,
+}
+
+/// Where the secret tokens are signed with comes from.
+pub enum SigningSecret {
+    /// `IDENTITY_SECRET`.
+    Set(Secret),
+    /// The store's, read on first use.
+    Kept(Arc<dyn Secrets>),
+}
+
+impl Signing {
+    pub fn new(secret: SigningSecret, previous: Option<Secret>) -> Self {
+        Self {
+            secret,
+            previous,
+            identities: OnceCell::new(),
+        }
+    }
+
+    async fn get(&self) -> Result<&Identities, AppError> {
+        self.identities
+            .get_or_try_init(|| async {
+                let previous = self.previous.as_ref().map(|p| p.expose().as_bytes());
+                let current = match &self.secret {
+                    SigningSecret::Set(secret) => secret.expose().as_bytes().to_vec(),
+                    SigningSecret::Kept(store) => store.identity_secret().await?,
+                };
+                Ok::<_, AppError>(Identities::new(&current, previous))
+            })
+            .await
+    }
+}
+
+/// The API user a request's bearer token proves.
+pub struct Caller(pub UserId);
+
+impl<S: Store> FromRequestParts<AppState<S>> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState<S>) -> Result<Self, AppError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or(AppError::InvalidToken)?;
+        let identities = app.api.signing.get().await?;
+        identities
+            .verify(token)
+            .map(Caller)
+            .ok_or(AppError::InvalidToken)
+    }
+}
+
+/// An `Idempotency-Key` header, if the request has one.
+pub struct IdempotencyKey(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let key = value.as_bytes();
+        let valid = (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&key.len())
+            && key.iter().all(u8::is_ascii_graphic);
+        if !valid {
+            return Err(AppError::InvalidIdempotencyKey);
+        }
+        Ok(Self(Some(String::from_utf8_lossy(key).into_owned())))
+    }
+}
+
+/// What the API's routes share, beside the store.
+pub struct Api {
+    pub signing: Signing,
+    pub max_seats_per_hold: usize,
+    pub max_holds_per_user: u32,
+    /// `MAX_IDEMPOTENCY_KEYS_PER_USER`.
+    pub max_keys_per_user: u64,
+}
