@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::store::HoldPolicy;
+use crate::booking::HoldPolicy;
 use crate::store::postgres::{HoldQueue, PoolSettings, Pooler};
 
 /// What one client may cost.

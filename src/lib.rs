@@ -4,6 +4,7 @@ use std::future::Future;
 
 use tokio::net::TcpListener;
 
+pub mod booking;
 pub mod config;
 pub mod domain;
 pub mod events;
@@ -11,7 +12,6 @@ pub mod http;
 pub mod identity;
 pub mod reaper;
 pub mod reports;
-pub mod seating;
 pub mod store;
 pub mod telemetry;
 

@@ -79,8 +79,9 @@ async fn in_batches<F: Future<Output = StoreResult<u64>>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::booking::HoldPolicy;
     use crate::domain::{SeatId, UserId};
-    use crate::store::{Catalogue, HoldPolicy, MemoryStore, Seats, StoreError};
+    use crate::store::{Catalogue, MemoryStore, Seats, StoreError};
 
     #[tokio::test]
     async fn a_sweep_reaps_lapsed_holds_then_forgets_sessions_past_their_retention() {

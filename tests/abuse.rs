@@ -4,8 +4,9 @@
 
 mod common;
 
+use boxoffice::booking::HoldPolicy;
 use boxoffice::config::RateLimits;
-use boxoffice::store::{HoldPolicy, MemoryStore};
+use boxoffice::store::MemoryStore;
 use common::{LONG_TTL, TestApp, json_of, policy, test_config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

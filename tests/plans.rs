@@ -12,10 +12,9 @@ mod common;
 
 use std::future::Future;
 
+use boxoffice::booking::{Command, Effect, Want};
 use boxoffice::domain::{Hold, Movie, SessionId, UserId};
-use boxoffice::store::{
-    Catalogue, Claim, Command, Effect, Housekeeping, Keyed, PgStore, Seats, StoreError, Want,
-};
+use boxoffice::store::{Catalogue, Claim, Housekeeping, Keyed, PgStore, Seats, StoreError};
 use common::{LONG_TTL, TestDb, policy};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;

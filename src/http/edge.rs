@@ -164,8 +164,8 @@ mod tests {
     use super::*;
     use axum::Router;
     use axum::body::Body;
-    use tower_http::catch_panic::CatchPanicLayer;
     use tower::ServiceExt;
+    use tower_http::catch_panic::CatchPanicLayer;
 
     async fn boom() -> &'static str {
         panic!("a bug")

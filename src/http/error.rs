@@ -5,9 +5,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::booking::Refusal;
 use crate::domain::{SeatId, SeatIdError, SessionIdError, UserIdError};
 use crate::reports::Report;
-use crate::store::{Refusal, StoreError, Unavailable};
+use crate::store::{StoreError, Unavailable};
 
 /// Every error answer: a message for people and a stable code for programs, with details
 /// for some codes. Described here for the OpenAPI document; `AppError::json` writes it.

@@ -19,8 +19,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use super::AppState;
+use crate::booking::Refusal;
 use crate::config::RateLimits;
-use crate::store::Refusal;
 use crate::store::Store;
 
 pub struct Limiter {

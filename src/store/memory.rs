@@ -11,15 +11,18 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Backend, Catalogue, ChangeFeed, Claim, Command, Effect, Health, HoldPolicy, Housekeeping,
-    KEY_LIFETIME, Keyed, Replay, Seats, Secrets, SessionInfo, SessionStatus, StoreError,
-    StoreResult, Verdict, Want, lock_order,
+    Backend, Catalogue, ChangeFeed, Claim, Health, Housekeeping, Keyed, Replay, Seats, Secrets,
+    StoreError, StoreResult, lock_order,
 };
+
+use crate::booking::{Command, Effect, HoldPolicy, KEY_LIFETIME, Want};
+
+use crate::domain::seating::Room;
 use crate::domain::{
     Booking, BookingReference, Hold, Movie, SeatId, SessionId, TakenSeat, UserId, seed_movies,
 };
+use crate::domain::{SessionInfo, SessionStatus, Verdict};
 use crate::events::{Change, ChangeKind, Hub};
-use crate::seating::Room;
 
 #[derive(Clone)]
 pub struct MemoryStore {

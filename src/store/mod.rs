@@ -4,11 +4,13 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Booking, BookingReference, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
+use crate::booking::{Command, Effect, Refusal};
+use crate::domain::{
+    Booking, Hold, Movie, SeatId, SessionError, SessionId, SessionInfo, TakenSeat, UserId,
+};
 use crate::events::Hub;
 use crate::reports::{Report, Rows};
 
@@ -18,49 +20,6 @@ pub mod postgres;
 
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
-
-/// The rules a hold is granted under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HoldPolicy {
-    /// How long a hold lasts before the seat is free again.
-    pub ttl: Duration,
-    /// How many live (unconfirmed) seats one user may hold at once, across all movies.
-    pub max_holds_per_user: u32,
-    /// How many live seats the users of one client address may hold at once, across all
-    /// movies (`MAX_HOLDS_PER_IP`); 0 for no cap. Holds whose address is unknown are not
-    /// counted.
-    pub max_holds_per_address: u32,
-    /// How many times a hold may be extended (`MAX_HOLD_EXTENSIONS`).
-    pub max_extensions: u32,
-    /// How long after it began a hold may last at most, extensions included
-    /// (`MAX_HOLD_LIFETIME_SECS`). A hold that continues a run (`rehold_window`) began when
-    /// the run did.
-    pub max_lifetime: Duration,
-    /// A hold of a seat by the same user, or from the same address, within this long after
-    /// the deadline of their last hold of it continues that run of holds: its lifetime counts
-    /// from the run's first hold, so letting a seat go and taking it again does not reset its
-    /// clock (`REHOLD_WINDOW_SECS`); zero to keep no runs.
-    pub rehold_window: Duration,
-    /// How long a released or expired session is remembered after it ended, to answer 410
-    /// rather than 404 (`SESSION_RETENTION_SECS`); then the reaper forgets it. Bookings are
-    /// never forgotten.
-    pub session_retention: Duration,
-}
-
-/// The defaults of the settings (`HOLD_TTL_SECS` and the rest, README).
-impl Default for HoldPolicy {
-    fn default() -> Self {
-        Self {
-            ttl: Duration::from_secs(120),
-            max_holds_per_user: 8,
-            max_holds_per_address: 48,
-            max_extensions: 2,
-            max_lifetime: Duration::from_secs(600),
-            rehold_window: Duration::from_secs(600),
-            session_retention: Duration::from_secs(60 * 60),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -122,15 +81,6 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
 }
 
-/// Why a caller's gate refused a keyed request (`Claim::admit`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("past the rate limit: retry in {retry_after} s")]
-    RateLimited { retry_after: u64 },
-    #[error("{limit} idempotency keys are kept already")]
-    TooManyKeys { limit: u64 },
-}
-
 /// Why the store could not serve a request that it did not carry out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Unavailable {
@@ -152,6 +102,16 @@ pub enum Unavailable {
     WorkersDown,
 }
 
+impl From<SessionError> for StoreError {
+    fn from(error: SessionError) -> Self {
+        match error {
+            SessionError::Expired => Self::Expired,
+            SessionError::Released => Self::Released,
+            SessionError::AlreadyConfirmed => Self::AlreadyConfirmed,
+        }
+    }
+}
+
 impl StoreError {
     /// A copy for every request of a batch that failed as a whole, if the error is one that
     /// every one of them would meet (an outage, not something about one request).
@@ -166,126 +126,6 @@ impl StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// Where a hold session stands. `Held` may have lapsed: its deadline passed, or some of its
-/// seats were taken over since, which the stores tell apart from a live hold when they ask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionStatus {
-    Held,
-    Confirmed,
-    Released,
-    Expired,
-}
-
-/// What a confirm or release does to a session, once the rules allow it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// Make the change.
-    Apply,
-    /// It was made before: answer as then, change nothing.
-    AlreadyDone,
-}
-
-impl SessionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Held => "held",
-            Self::Confirmed => "confirmed",
-            Self::Released => "released",
-            Self::Expired => "expired",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Held, Self::Confirmed, Self::Released, Self::Expired]
-            .into_iter()
-            .find(|status| status.as_str() == raw)
-    }
-
-    /// The rule of confirm, for both stores: confirming twice answers the same booking; a
-    /// released or expired hold is gone (410). `lapsed`: held, but past its deadline or no
-    /// longer holding all its seats.
-    pub(crate) fn confirm(self, lapsed: bool) -> StoreResult<Verdict> {
-        match self {
-            Self::Confirmed => Ok(Verdict::AlreadyDone),
-            Self::Released => Err(StoreError::Released),
-            Self::Expired => Err(StoreError::Expired),
-            Self::Held if lapsed => Err(StoreError::Expired),
-            Self::Held => Ok(Verdict::Apply),
-        }
-    }
-
-    /// The rule of extend, for both stores: only a live hold can be extended; a booking needs
-    /// none (409), a released or expired hold is gone (410).
-    pub(crate) fn extend(self, lapsed: bool) -> StoreResult<()> {
-        match self {
-            Self::Confirmed => Err(StoreError::AlreadyConfirmed),
-            Self::Released => Err(StoreError::Released),
-            Self::Expired => Err(StoreError::Expired),
-            Self::Held if lapsed => Err(StoreError::Expired),
-            Self::Held => Ok(()),
-        }
-    }
-
-    /// The rule of release, for both stores: releasing twice is harmless; a booking cannot be
-    /// released (409); an expired hold is gone (410).
-    pub(crate) fn release(self, lapsed: bool) -> StoreResult<Verdict> {
-        match self {
-            Self::Confirmed => Err(StoreError::AlreadyConfirmed),
-            Self::Released => Ok(Verdict::AlreadyDone),
-            Self::Expired => Err(StoreError::Expired),
-            Self::Held if lapsed => Err(StoreError::Expired),
-            Self::Held => Ok(Verdict::Apply),
-        }
-    }
-}
-
-/// One session as its owner sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionInfo {
-    pub session_id: SessionId,
-    pub movie_id: String,
-    /// In seat order.
-    pub seats: Vec<SeatId>,
-    /// A lapsed hold is `Expired`.
-    pub status: SessionStatus,
-    pub created_at: DateTime<Utc>,
-    /// The hold's deadline (for a booking, the one it beat).
-    pub expires_at: DateTime<Utc>,
-    pub extensions: u32,
-    /// Set once confirmed.
-    pub reference: Option<BookingReference>,
-}
-
-/// What seats a hold asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Want {
-    /// These, all or none.
-    Seats(Vec<SeatId>),
-    /// The best available for a group of this many (`seating`).
-    Best(usize),
-}
-
-/// A change an API user asks for, which an idempotency key can guard.
-#[derive(Debug, Clone)]
-pub enum Command {
-    Hold {
-        movie: Movie,
-        want: Want,
-        /// The client's address, when known: counted against `max_holds_per_address`.
-        from: Option<IpAddr>,
-    },
-    Confirm(SessionId),
-    Extend(SessionId),
-}
-
-/// What a `Command` did.
-#[derive(Debug, Clone)]
-pub enum Effect {
-    Held(Hold),
-    Confirmed(Booking),
-    Extended(SessionInfo),
-}
 
 /// A response kept for an idempotency key: what is sent again for a retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,9 +149,6 @@ pub struct Claim<'a> {
     /// included); an error refuses the request, and nothing is done or kept.
     pub admit: &'a (dyn Fn(u64) -> StoreResult<()> + Send + Sync),
 }
-
-/// How long an idempotency key is remembered.
-pub const KEY_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A command's answer: carried out now, or the kept response of an earlier request with its key.
 #[derive(Debug)]

@@ -19,7 +19,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use boxoffice::Config;
-use boxoffice::store::{HoldPolicy, MemoryStore, PgStore, Store};
+use boxoffice::booking::HoldPolicy;
+use boxoffice::store::{MemoryStore, PgStore, Store};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};

@@ -2,7 +2,8 @@
 
 use crate::common::{Backend, SHORT_TTL, policy, wait_until_lapsed};
 use crate::*;
-use boxoffice::store::{HoldPolicy, Housekeeping, Seats, StoreError};
+use boxoffice::booking::HoldPolicy;
+use boxoffice::store::{Housekeeping, Seats, StoreError};
 
 async fn the_reaper_removes_expired_holds_in_batches<B: Backend>() {
     let s = B::open(policy(SHORT_TTL, 8)).await;

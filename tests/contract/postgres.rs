@@ -4,7 +4,9 @@
 use crate::seats::commands::{api_user, claim, extend, hold_seats, holders, roomy};
 use crate::{common, movie, seats};
 
-use boxoffice::store::{Command, Housekeeping, Keyed, Reports, Seats, StoreError, Want};
+use boxoffice::store::{Housekeeping, Keyed, Reports, Seats, StoreError};
+
+use boxoffice::booking::{Command, Want};
 
 /// PostgreSQL only: a request whose key another transaction holds is in flight, and does
 /// nothing; the memory store decides under one lock and is never seen in flight.

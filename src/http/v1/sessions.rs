@@ -10,16 +10,15 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::{Caller, IdempotencyKey};
+use crate::booking::{Command, Effect, Refusal, Want};
+use crate::domain::seating::Room;
 use crate::domain::{Booking, BookingReference, Hold, Movie, SeatId, SessionId, UserId};
+use crate::domain::{SessionInfo, SessionStatus};
 use crate::http::error::ErrorBody;
 use crate::http::limits::ClientIp;
 use crate::http::wire::rfc3339;
 use crate::http::{AppError, AppState, Json};
-use crate::seating::Room;
-use crate::store::{
-    Claim, Command, Effect, Keyed, Refusal, Replay, SessionInfo, SessionStatus, Store, StoreError,
-    StoreResult, Want,
-};
+use crate::store::{Claim, Keyed, Replay, Store, StoreError, StoreResult};
 
 /// `{"seat_ids": [...]}` or `{"quantity": n}`, not both.
 #[derive(Deserialize, ToSchema)]

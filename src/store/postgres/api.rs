@@ -16,12 +16,11 @@ use uuid::Uuid;
 
 use super::hold::{self, Request};
 use super::{LockedSession, PgStore, classify, corrupt, statements, uncommitted};
+use crate::booking::{Command, Effect, KEY_LIFETIME, Want};
+use crate::domain::seating::Room;
 use crate::domain::{Booking, BookingReference, Hold, Movie, SeatId, SessionId, UserId};
-use crate::seating::Room;
-use crate::store::{
-    Claim, Command, Effect, KEY_LIFETIME, Keyed, Replay, SessionInfo, SessionStatus, StoreError,
-    StoreResult, Unavailable, Verdict, Want, lock_order,
-};
+use crate::domain::{SessionInfo, SessionStatus, Verdict};
+use crate::store::{Claim, Keyed, Replay, StoreError, StoreResult, Unavailable, lock_order};
 
 /// Advisory lock classes, beside the per-user and per-address ones of `hold_seats` (45253,
 /// 45256).

@@ -16,9 +16,10 @@ use uuid::Uuid;
 
 use super::link::{self, Link};
 use super::{classify, statements, uncommitted};
+use crate::booking::HoldPolicy;
 use crate::domain::{Hold, SeatId, SessionId, UserId};
 use crate::store::batcher::{Batcher, Refused};
-use crate::store::{HoldPolicy, StoreError, StoreResult, Unavailable};
+use crate::store::{StoreError, StoreResult, Unavailable};
 
 /// One hold request: `seats` are in lock order and distinct.
 pub(super) struct Request {

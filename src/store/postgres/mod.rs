@@ -15,11 +15,14 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::{
-    Backend, Catalogue, ChangeFeed, Claim, Command, Health, HoldPolicy, Housekeeping, Keyed,
-    Reports, Seats, Secrets, SessionInfo, SessionStatus, StoreError, StoreResult, Unavailable,
-    Verdict, lock_order,
+    Backend, Catalogue, ChangeFeed, Claim, Health, Housekeeping, Keyed, Reports, Seats, Secrets,
+    StoreError, StoreResult, Unavailable, lock_order,
 };
+
+use crate::booking::{Command, HoldPolicy};
+
 use crate::domain::{Booking, BookingReference, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
+use crate::domain::{SessionInfo, SessionStatus, Verdict};
 use crate::events::Hub;
 use crate::reports::{Report, Rows};
 
@@ -453,16 +456,29 @@ pub fn session_options(options: PgConnectOptions) -> PgConnectOptions {
     options.options([("plan_cache_mode", "force_custom_plan")])
 }
 
+/// A row of `movies`.
+type MovieRow = (String, String, i32, i32);
+
+fn movie_of_row((id, title, rows, seats_per_row): MovieRow) -> Movie {
+    Movie {
+        id,
+        title,
+        rows,
+        seats_per_row,
+    }
+}
+
 impl Catalogue for PgStore {
     async fn movies(&self) -> StoreResult<Vec<Movie>> {
         let mut session = self.link.session().await.map_err(classify)?;
-        let movies: Vec<Movie> =
+        let movies: Vec<MovieRow> =
             sqlx::query_as("select id, title, rows, seats_per_row from movies order by title, id")
                 .persistent(self.link.persistent())
                 .fetch_all(&mut *session)
                 .await
                 .map_err(classify)?;
         session.done().await.map_err(classify)?;
+        let movies: Vec<Movie> = movies.into_iter().map(movie_of_row).collect();
         let mut cache = self.movies.write().expect("movie cache poisoned");
         cache.clear();
         cache.extend(movies.iter().map(|m| (m.id.clone(), m.clone())));
@@ -479,7 +495,7 @@ impl Catalogue for PgStore {
             return Ok(movie.clone());
         }
         let mut session = self.link.session().await.map_err(classify)?;
-        let movie: Option<Movie> =
+        let movie: Option<MovieRow> =
             sqlx::query_as("select id, title, rows, seats_per_row from movies where id = $1")
                 .persistent(self.link.persistent())
                 .bind(movie_id)
@@ -487,7 +503,7 @@ impl Catalogue for PgStore {
                 .await
                 .map_err(classify)?;
         session.done().await.map_err(classify)?;
-        let movie = movie.ok_or(StoreError::MovieNotFound)?;
+        let movie = movie.map(movie_of_row).ok_or(StoreError::MovieNotFound)?;
         self.movies
             .write()
             .expect("movie cache poisoned")

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::{Backend, LONG_TTL, Opened, policy};
+use boxoffice::booking::{Command, Effect, HoldPolicy, Refusal, Want};
+use boxoffice::domain::SessionStatus;
 use boxoffice::domain::{Movie, SeatId, UserId};
 use boxoffice::events::{ChangeKind, Message};
-use boxoffice::store::{
-    ChangeFeed, Claim, Command, Effect, HoldPolicy, Keyed, Refusal, Replay, Seats, SessionStatus,
-    Store, StoreError, StoreResult, Want,
-};
+use boxoffice::store::{ChangeFeed, Claim, Keyed, Replay, Seats, Store, StoreError, StoreResult};
 use tokio::sync::Barrier;
 
 pub(crate) fn api_user() -> UserId {
@@ -118,7 +117,7 @@ pub(crate) async fn extend<S: Store>(
     store: &S,
     user: &UserId,
     session: boxoffice::domain::SessionId,
-) -> StoreResult<boxoffice::store::SessionInfo> {
+) -> StoreResult<boxoffice::domain::SessionInfo> {
     match store.execute(user, Command::Extend(session), None).await? {
         Keyed::Done(Effect::Extended(info)) => Ok(info),
         other => panic!("extend answered {other:?}"),

@@ -2,7 +2,8 @@
 
 use crate::common::{Backend, LONG_TTL, SHORT_TTL, policy, wait_until_lapsed};
 use crate::*;
-use boxoffice::store::{HoldPolicy, Housekeeping, Seats, StoreError};
+use boxoffice::booking::HoldPolicy;
+use boxoffice::store::{Housekeeping, Seats, StoreError};
 
 async fn holding_a_free_seat_starts_a_live_session<B: Backend>() {
     let s = open::<B>().await;
@@ -431,7 +432,7 @@ async fn letting_a_seat_go_and_taking_it_again_keeps_its_clock<B: Backend>() {
         s.store
             .execute(
                 &user("bea"),
-                boxoffice::store::Command::Extend(last.session_id),
+                boxoffice::booking::Command::Extend(last.session_id),
                 None
             )
             .await,

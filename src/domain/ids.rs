@@ -1,77 +1,16 @@
-//! Domain types: movies, seat and user ids that are valid by construction, holds.
-//!
-//! Parsing happens once, at the edge; everything past it works with these types.
+//! Ids valid by construction: seats, users, sessions, booking references, idempotency keys.
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-/// A screening room. Seats are `A1` … up to row `rows` and number `seats_per_row`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Movie {
-    pub id: String,
-    pub title: String,
-    pub rows: i32,
-    pub seats_per_row: i32,
-}
-
-impl Movie {
-    /// How many seats the room has.
-    pub fn capacity(&self) -> usize {
-        usize::try_from(self.rows * self.seats_per_row).unwrap_or(0)
-    }
-
-    /// Every seat of the room, row by row, in number order.
-    pub fn seat_ids(&self) -> impl Iterator<Item = SeatId> + '_ {
-        (0..self.rows).flat_map(move |row| {
-            (1..=self.seats_per_row).map(move |number| SeatId::at(row, number))
-        })
-    }
-
-    /// Parses a seat id such as `C7` and checks it against this room's grid.
-    pub fn seat(&self, raw: &str) -> Result<SeatId, SeatIdError> {
-        let seat = SeatId::parse(raw)?;
-        let (row, number) = seat.position();
-        if row >= self.rows || number > self.seats_per_row {
-            return Err(SeatIdError::OutsideGrid);
-        }
-        Ok(seat)
-    }
-}
-
-/// The rooms every store starts with; `migrations/0001_*.sql` seeds the same rows.
-pub fn seed_movies() -> Vec<Movie> {
-    [
-        ("inception", "Inception", 5, 8),
-        ("dune-part-two", "Dune: Part Two", 4, 6),
-        (
-            "the-grand-budapest-hotel",
-            "The Grand Budapest Hotel",
-            10,
-            16,
-        ),
-    ]
-    .into_iter()
-    .map(|(id, title, rows, seats_per_row)| Movie {
-        id: id.to_owned(),
-        title: title.to_owned(),
-        rows,
-        seats_per_row,
-    })
-    .collect()
-}
 
 /// A seat id: a row letter `A`–`Z` and a seat number `1`–`99` without a leading zero.
 ///
 /// Ordering is plain string order (`A10` before `A2`), the same byte order PostgreSQL uses
 /// under `collate "C"`: every multi-seat statement locks rows in this order.
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
-#[schema(value_type = String, example = "C7", pattern = "^[A-Z][1-9][0-9]?$")]
 pub struct SeatId(String);
 
 impl TryFrom<String> for SeatId {
@@ -140,9 +79,8 @@ impl fmt::Display for SeatId {
 /// ASCII letters, digits, `-` and `_`), or an API user, whose id the server issued
 /// (`UserId::issue`) and who proves it with a token. An API id contains a `.`, which the seed
 /// format forbids, so no seed request can name an API user or spend their hold limit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = String, example = "v1.0123456789abcdef0123456789abcdef")]
 pub struct UserId(String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -224,9 +162,8 @@ impl fmt::Display for UserId {
 /// A confirmed booking's reference, for people to read out: `K7Q-4M2`, six characters of an
 /// alphabet without look-alikes (no 0/O, 1/I/L, 2/Z, 5/S, 8/B). PostgreSQL makes its own
 /// with the same alphabet (migrations/0008); the column is unique.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = String, example = "K7Q-4M2", pattern = "^[ACDEFGHJKMNPQRTUVWXY34679]{3}-[ACDEFGHJKMNPQRTUVWXY34679]{3}$")]
 pub struct BookingReference(String);
 
 impl BookingReference {
@@ -262,9 +199,8 @@ impl BookingReference {
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 /// A hold session id (a UUID).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = String, format = Uuid)]
 pub struct SessionId(pub Uuid);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -293,43 +229,10 @@ impl fmt::Display for SessionId {
     }
 }
 
-/// A live hold just granted: what the client needs to run its countdown.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hold {
-    pub session_id: SessionId,
-    pub movie_id: String,
-    /// In seat order.
-    pub seats: Vec<SeatId>,
-    pub user_id: UserId,
-    pub expires_at: DateTime<Utc>,
-    /// The store's clock when the hold was taken.
-    pub server_time: DateTime<Utc>,
-}
-
-/// A confirmed booking.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Booking {
-    pub session_id: SessionId,
-    pub movie_id: String,
-    /// In seat order.
-    pub seats: Vec<SeatId>,
-    pub user_id: UserId,
-    pub reference: BookingReference,
-}
-
-/// One taken seat on a seat map.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TakenSeat {
-    pub seat_id: SeatId,
-    pub user_id: UserId,
-    pub confirmed: bool,
-    /// `None` once confirmed.
-    pub expires_at: Option<DateTime<Utc>>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Movie;
 
     fn room() -> Movie {
         Movie {

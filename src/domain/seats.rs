@@ -1,0 +1,39 @@
+//! Seats as the stores answer for them: a hold just granted, a booking, a taken seat.
+
+use chrono::{DateTime, Utc};
+
+use super::{BookingReference, SeatId, SessionId, UserId};
+
+/// A live hold just granted: what the client needs to run its countdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub session_id: SessionId,
+    pub movie_id: String,
+    /// In seat order.
+    pub seats: Vec<SeatId>,
+    pub user_id: UserId,
+    pub expires_at: DateTime<Utc>,
+    /// The store's clock when the hold was taken.
+    pub server_time: DateTime<Utc>,
+}
+
+/// A confirmed booking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Booking {
+    pub session_id: SessionId,
+    pub movie_id: String,
+    /// In seat order.
+    pub seats: Vec<SeatId>,
+    pub user_id: UserId,
+    pub reference: BookingReference,
+}
+
+/// One taken seat on a seat map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakenSeat {
+    pub seat_id: SeatId,
+    pub user_id: UserId,
+    pub confirmed: bool,
+    /// `None` once confirmed.
+    pub expires_at: Option<DateTime<Utc>>,
+}
