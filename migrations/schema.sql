@@ -685,9 +685,11 @@ CREATE TABLE public.idempotency_keys (
     user_id text NOT NULL,
     key text NOT NULL,
     fingerprint text NOT NULL,
-    status smallint NOT NULL,
-    body text NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
+    status smallint,
+    body text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    outcome jsonb,
+    CONSTRAINT idempotency_keys_kept_one_way CHECK ((((outcome IS NOT NULL) AND (status IS NULL) AND (body IS NULL)) OR ((outcome IS NULL) AND (status IS NOT NULL) AND (body IS NOT NULL))))
 );
 
 
@@ -696,6 +698,27 @@ CREATE TABLE public.idempotency_keys (
 --
 
 COMMENT ON TABLE public.idempotency_keys IS 'API idempotency keys: the kept response per user and key, for 24 hours.';
+
+
+--
+-- Name: COLUMN idempotency_keys.status; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.idempotency_keys.status IS 'The HTTP status of an answer kept before migration 0012; null since.';
+
+
+--
+-- Name: COLUMN idempotency_keys.body; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.idempotency_keys.body IS 'The JSON body of an answer kept before migration 0012; null since.';
+
+
+--
+-- Name: COLUMN idempotency_keys.outcome; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.idempotency_keys.outcome IS 'What the request did, as the server renders it again for a retry: {"done": effect} or {"refused": reason}.';
 
 
 --

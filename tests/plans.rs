@@ -12,9 +12,10 @@ mod common;
 
 use std::future::Future;
 
+use boxoffice::booking::{Claim, Keyed};
 use boxoffice::booking::{Command, Effect, Want};
 use boxoffice::domain::{Hold, Movie, SessionId, UserId};
-use boxoffice::store::{Catalogue, Claim, Housekeeping, Keyed, PgStore, Seats, StoreError};
+use boxoffice::store::{Catalogue, Housekeeping, PgStore, Seats, StoreError};
 use common::{LONG_TTL, TestDb, policy};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -195,7 +196,6 @@ async fn hold(
     let claim = Claim {
         key: &key,
         fingerprint: "plans",
-        keep: &|_| None,
         admit: &|_| Ok(()),
     };
     // Each user from an address: the cap per address and the runs of holds are read too.

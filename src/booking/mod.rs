@@ -3,7 +3,13 @@
 //! passes.
 
 use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+mod idempotency;
+
+pub use idempotency::{Claim, Final, KEY_LIFETIME, Kept, Keyed};
 
 use crate::domain::{Booking, Hold, Movie, SeatId, SessionId, SessionInfo};
 
@@ -73,15 +79,13 @@ pub enum Command {
 }
 
 /// What a `Command` did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Effect {
     Held(Hold),
     Confirmed(Booking),
     Extended(SessionInfo),
 }
-
-/// How long an idempotency key is remembered.
-pub const KEY_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Why a caller's gate refused a keyed request (`Claim::admit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -79,9 +79,24 @@ impl fmt::Display for SeatId {
 /// ASCII letters, digits, `-` and `_`), or an API user, whose id the server issued
 /// (`UserId::issue`) and who proves it with a token. An API id contains a `.`, which the seed
 /// format forbids, so no seed request can name an API user or spend their hold limit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct UserId(String);
+
+/// Either kind, as the stores keep it.
+impl TryFrom<String> for UserId {
+    type Error = UserIdError;
+
+    fn try_from(raw: String) -> Result<Self, UserIdError> {
+        Self::parse_stored(raw)
+    }
+}
+
+impl From<UserId> for String {
+    fn from(user: UserId) -> Self {
+        user.0
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("user_id must be 1 to 64 characters of letters, digits, '-' and '_'")]
@@ -162,9 +177,23 @@ impl fmt::Display for UserId {
 /// A confirmed booking's reference, for people to read out: `K7Q-4M2`, six characters of an
 /// alphabet without look-alikes (no 0/O, 1/I/L, 2/Z, 5/S, 8/B). PostgreSQL makes its own
 /// with the same alphabet (migrations/0008); the column is unique.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct BookingReference(String);
+
+impl TryFrom<String> for BookingReference {
+    type Error = &'static str;
+
+    fn try_from(raw: String) -> Result<Self, &'static str> {
+        Self::parse(raw).ok_or("a booking reference is three and three of its alphabet")
+    }
+}
+
+impl From<BookingReference> for String {
+    fn from(reference: BookingReference) -> Self {
+        reference.0
+    }
+}
 
 impl BookingReference {
     pub const ALPHABET: &[u8] = b"ACDEFGHJKMNPQRTUVWXY34679";
@@ -199,7 +228,7 @@ impl BookingReference {
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 /// A hold session id (a UUID).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SessionId(pub Uuid);
 

@@ -1,11 +1,12 @@
 //! Seats as the stores answer for them: a hold just granted, a booking, a taken seat.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::{BookingReference, SeatId, SessionId, UserId};
 
 /// A live hold just granted: what the client needs to run its countdown.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
     pub session_id: SessionId,
     pub movie_id: String,
@@ -18,7 +19,7 @@ pub struct Hold {
 }
 
 /// A confirmed booking.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Booking {
     pub session_id: SessionId,
     pub movie_id: String,

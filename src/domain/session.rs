@@ -1,12 +1,14 @@
 //! A hold session's states and the rules of confirming, extending and releasing one.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::{BookingReference, SeatId, SessionId};
 
 /// Where a hold session stands. `Held` may have lapsed: its deadline passed, or some of its
 /// seats were taken over since, which the stores tell apart from a live hold when they ask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
     Held,
     Confirmed,
@@ -78,7 +80,7 @@ impl SessionStatus {
 }
 
 /// One session as its owner sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
     pub session_id: SessionId,
     pub movie_id: String,

@@ -11,11 +11,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Backend, Catalogue, ChangeFeed, Claim, Health, Housekeeping, Keyed, Replay, Seats, Secrets,
-    StoreError, StoreResult, lock_order,
+    Backend, Catalogue, ChangeFeed, Health, Housekeeping, Seats, Secrets, StoreError, StoreResult,
+    lock_order, to_keep,
 };
 
-use crate::booking::{Command, Effect, HoldPolicy, KEY_LIFETIME, Want};
+use crate::booking::{Claim, Command, Effect, HoldPolicy, KEY_LIFETIME, Kept, Keyed, Want};
 
 use crate::domain::seating::Room;
 use crate::domain::{
@@ -56,10 +56,10 @@ struct State {
     identity_secret: Vec<u8>,
 }
 
-/// A response kept for an idempotency key.
-struct Kept {
+/// An outcome kept for an idempotency key.
+struct KeptFor {
     fingerprint: String,
-    replay: Replay,
+    outcome: Kept,
     at: DateTime<Utc>,
 }
 
@@ -67,7 +67,7 @@ struct Kept {
 /// user has: forgetting the old ones takes the oldest first, without looking at the rest.
 #[derive(Default)]
 struct Keys {
-    kept: HashMap<(UserId, String), Kept>,
+    kept: HashMap<(UserId, String), KeptFor>,
     /// When each key was kept, oldest first; an entry whose key was kept again since (past
     /// its lifetime) is skipped when its turn comes.
     order: VecDeque<(DateTime<Utc>, (UserId, String))>,
@@ -75,7 +75,7 @@ struct Keys {
 }
 
 impl Keys {
-    fn get(&self, key: &(UserId, String)) -> Option<&Kept> {
+    fn get(&self, key: &(UserId, String)) -> Option<&KeptFor> {
         self.kept.get(key)
     }
 
@@ -84,7 +84,7 @@ impl Keys {
         self.per_user.get(user).copied().unwrap_or(0)
     }
 
-    fn keep(&mut self, key: (UserId, String), kept: Kept) {
+    fn keep(&mut self, key: (UserId, String), kept: KeptFor) {
         self.order.push_back((kept.at, key.clone()));
         let user = key.0.clone();
         if self.kept.insert(key, kept).is_none() {
@@ -707,12 +707,12 @@ impl Seats for MemoryStore {
             let key = (user.clone(), claim.key.to_owned());
             if let Some(kept) = state.keys.get(&key).filter(|k| fresh(k.at, now)) {
                 return if kept.fingerprint == claim.fingerprint {
-                    Ok(Keyed::Replayed(kept.replay.clone()))
+                    Ok(Keyed::Replayed(kept.outcome.clone()))
                 } else {
                     Err(StoreError::KeyReused)
                 };
             }
-            (claim.admit)(state.keys.count(user))?;
+            (claim.admit)(state.keys.count(user)).map_err(StoreError::Refused)?;
         }
         let outcome = match command {
             Command::Hold { movie, want, from } => {
@@ -732,11 +732,11 @@ impl Seats for MemoryStore {
                 .map(Effect::Extended),
         };
         if let Some(claim) = claim
-            && let Some(replay) = (claim.keep)(&outcome)
+            && let Some(outcome) = to_keep(&outcome)
         {
-            let kept = Kept {
+            let kept = KeptFor {
                 fingerprint: claim.fingerprint.to_owned(),
-                replay,
+                outcome,
                 at: now,
             };
             state.keys.keep((user.clone(), claim.key.to_owned()), kept);
@@ -856,13 +856,10 @@ impl ChangeFeed for MemoryStore {
 mod tests {
     use super::*;
 
-    fn kept(at: DateTime<Utc>) -> Kept {
-        Kept {
+    fn kept(at: DateTime<Utc>) -> KeptFor {
+        KeptFor {
             fingerprint: String::new(),
-            replay: Replay {
-                status: 200,
-                body: String::new(),
-            },
+            outcome: Kept::Refused(crate::booking::Final::Expired),
             at,
         }
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::booking::{Command, Effect, Refusal};
+use crate::booking::{Claim, Command, Effect, Final, Kept, Keyed, Refusal};
 use crate::domain::{
     Booking, Hold, Movie, SeatId, SessionError, SessionId, SessionInfo, TakenSeat, UserId,
 };
@@ -112,6 +112,31 @@ impl From<SessionError> for StoreError {
     }
 }
 
+impl From<Final> for StoreError {
+    fn from(refusal: Final) -> Self {
+        match refusal {
+            Final::MovieNotFound => Self::MovieNotFound,
+            Final::Expired => Self::Expired,
+            Final::Released => Self::Released,
+            Final::DuplicateSeat(seat) => Self::DuplicateSeat(seat),
+        }
+    }
+}
+
+/// What an idempotency key keeps of a command's outcome: its effect, or a refusal the same
+/// request would meet again; never a conflict, a limit or an outage, which a retry may get
+/// past, nor a session unknown (anyone may ask about any id, and meets it again anyway).
+pub(crate) fn to_keep(outcome: &StoreResult<Effect>) -> Option<Kept> {
+    Some(match outcome {
+        Ok(effect) => Kept::Done(effect.clone()),
+        Err(StoreError::MovieNotFound) => Kept::Refused(Final::MovieNotFound),
+        Err(StoreError::Expired) => Kept::Refused(Final::Expired),
+        Err(StoreError::Released) => Kept::Refused(Final::Released),
+        Err(StoreError::DuplicateSeat(seat)) => Kept::Refused(Final::DuplicateSeat(seat.clone())),
+        Err(_) => return None,
+    })
+}
+
 impl StoreError {
     /// A copy for every request of a batch that failed as a whole, if the error is one that
     /// every one of them would meet (an outage, not something about one request).
@@ -126,36 +151,6 @@ impl StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// A response kept for an idempotency key: what is sent again for a retry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Replay {
-    pub status: u16,
-    /// JSON.
-    pub body: String,
-}
-
-/// An idempotency key, with what it must match and how to keep the answer.
-#[derive(Clone, Copy)]
-pub struct Claim<'a> {
-    pub key: &'a str,
-    /// The request as parsed, with its route: a retry must match it.
-    pub fingerprint: &'a str,
-    /// The response to keep for an outcome, or `None` for one a retry should not see
-    /// (conflicts, limits, outages: a retry may succeed).
-    pub keep: &'a (dyn Fn(&StoreResult<Effect>) -> Option<Replay> + Send + Sync),
-    /// Called once the key is known to be new (a retry of a kept answer is never charged),
-    /// before the command, with how many keys the user keeps now (old ones not yet forgotten
-    /// included); an error refuses the request, and nothing is done or kept.
-    pub admit: &'a (dyn Fn(u64) -> StoreResult<()> + Send + Sync),
-}
-
-/// A command's answer: carried out now, or the kept response of an earlier request with its key.
-#[derive(Debug)]
-pub enum Keyed {
-    Done(Effect),
-    Replayed(Replay),
-}
 
 /// What the server needs of a store: every capability on the hot path. A store implements
 /// the capabilities it can honestly give, each passing its module of the contract suite
@@ -298,4 +293,64 @@ pub(crate) fn lock_order(mut seats: Vec<SeatId>) -> StoreResult<Vec<SeatId>> {
         return Err(StoreError::DuplicateSeat(pair[0].clone()));
     }
     Ok(seats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::booking::Effect;
+    use crate::domain::{BookingReference, UserId};
+
+    #[test]
+    fn conflicts_limits_outages_and_unknown_sessions_are_not_kept_for_a_retry() {
+        for error in [
+            StoreError::SeatTaken(vec![SeatId::parse("A1").unwrap()]),
+            StoreError::NotEnoughSeats { free: 0 },
+            StoreError::ExtensionLimit,
+            StoreError::AlreadyConfirmed,
+            StoreError::LimitReached { limit: 8 },
+            StoreError::Unavailable(Unavailable::Unreachable),
+            StoreError::OutcomeUnknown,
+            // Anyone can ask about any session id, and meets the same answer again.
+            StoreError::SessionNotFound,
+        ] {
+            assert_eq!(to_keep(&Err(error)), None);
+        }
+    }
+
+    #[test]
+    fn effects_and_final_refusals_are_kept_and_read_back_as_they_were() {
+        let booking = Booking {
+            session_id: SessionId::new(),
+            movie_id: "inception".into(),
+            seats: vec![SeatId::parse("A1").unwrap(), SeatId::parse("A2").unwrap()],
+            user_id: UserId::issue(),
+            reference: BookingReference::random(),
+        };
+        let seat = SeatId::parse("C3").unwrap();
+        for (outcome, kept) in [
+            (
+                Ok(Effect::Confirmed(booking.clone())),
+                Kept::Done(Effect::Confirmed(booking)),
+            ),
+            (Err(StoreError::Expired), Kept::Refused(Final::Expired)),
+            (Err(StoreError::Released), Kept::Refused(Final::Released)),
+            (
+                Err(StoreError::MovieNotFound),
+                Kept::Refused(Final::MovieNotFound),
+            ),
+            (
+                Err(StoreError::DuplicateSeat(seat.clone())),
+                Kept::Refused(Final::DuplicateSeat(seat)),
+            ),
+        ] {
+            assert_eq!(to_keep(&outcome).as_ref(), Some(&kept));
+            let stored = serde_json::to_string(&kept).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Kept>(&stored).unwrap(),
+                kept,
+                "{stored}"
+            );
+        }
+    }
 }

@@ -1,12 +1,12 @@
 //! What the PostgreSQL store promises beyond the contract: keys in flight across
-//! transactions, the ledger, forgetting keys by their age in the database, the reports.
+//! transactions, keys kept before typed outcomes, the ledger, forgetting keys by their age in
+//! the database, the reports.
 
 use crate::seats::commands::{api_user, claim, extend, hold_seats, holders, roomy};
 use crate::{common, movie, seats};
 
-use boxoffice::store::{Housekeeping, Keyed, Reports, Seats, StoreError};
-
-use boxoffice::booking::{Command, Want};
+use boxoffice::booking::{Command, Kept, Keyed, Want};
+use boxoffice::store::{Housekeeping, Reports, Seats, StoreError};
 
 /// PostgreSQL only: a request whose key another transaction holds is in flight, and does
 /// nothing; the memory store decides under one lock and is never seen in flight.
@@ -137,4 +137,47 @@ async fn the_bookings_report_lists_each_booking_by_its_reference() {
     assert_eq!(rows[0]["booking_reference"], booking.reference.as_str());
     assert_eq!(rows[0]["seats"], "B7 B8");
     assert_eq!(rows[0]["seat_count"], 2);
+}
+
+/// PostgreSQL only: a key kept as a whole answer by a server before typed outcomes
+/// (migrations/0012) is replayed as it is, so an upgrade breaks no client's retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_kept_as_an_answer_before_typed_outcomes_is_replayed_as_it_is() {
+    let db = common::TestDb::new().await;
+    let store = db.store(roomy(), 8).await;
+    let inception = movie(&store, "inception").await;
+    let user = api_user();
+    let body = r#"{"session_id":"00000000-0000-4000-8000-000000000000"}"#;
+    sqlx::query(
+        "insert into idempotency_keys (user_id, key, fingerprint, status, body)
+         values ($1, 'old', 'best 1', 201, $2)",
+    )
+    .bind(user.as_str())
+    .bind(body)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let command = Command::Hold {
+        movie: inception,
+        want: Want::Best(1),
+        from: None,
+    };
+    let replayed = store
+        .execute(&user, command, Some(claim("old", "best 1")))
+        .await
+        .unwrap();
+    let Keyed::Replayed(kept) = replayed else {
+        panic!("replayed: {replayed:?}")
+    };
+    assert_eq!(
+        kept,
+        Kept::Answer {
+            status: 201,
+            body: body.to_owned()
+        }
+    );
+    assert!(
+        holders(&store, "inception").await.is_empty(),
+        "nothing done"
+    );
 }

@@ -6,10 +6,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::{Caller, IdempotencyKey};
+use crate::booking::{Claim, Kept, Keyed};
 use crate::booking::{Command, Effect, Refusal, Want};
 use crate::domain::seating::Room;
 use crate::domain::{Booking, BookingReference, Hold, Movie, SeatId, SessionId, UserId};
@@ -18,7 +18,7 @@ use crate::http::error::ErrorBody;
 use crate::http::limits::ClientIp;
 use crate::http::wire::rfc3339;
 use crate::http::{AppError, AppState, Json};
-use crate::store::{Claim, Keyed, Replay, Store, StoreError, StoreResult};
+use crate::store::{Store, StoreError, StoreResult};
 
 /// `{"seat_ids": [...]}` or `{"quantity": n}`, not both.
 #[derive(Deserialize, ToSchema)]
@@ -419,92 +419,60 @@ async fn execute<S: Store>(
     let spend = || {
         app.limiter
             .spend(change.user.as_str(), change.client, change.units)
-            .map_err(StoreError::Refused)
     };
     let Some(key) = key.as_deref() else {
-        spend()?;
+        spend().map_err(StoreError::Refused)?;
         return app.store.execute(change.user, command, None).await;
     };
     let limit = app.api.max_keys_per_user;
     let admit = |kept: u64| {
         if kept >= limit {
-            return Err(StoreError::Refused(Refusal::TooManyKeys { limit }));
+            return Err(Refusal::TooManyKeys { limit });
         }
         spend()
     };
     let claim = Claim {
         key,
         fingerprint,
-        keep: &keep,
         admit: &admit,
     };
     app.store.execute(change.user, command, Some(claim)).await
 }
 
-/// The response to keep for an outcome: a success or a final refusal, never a conflict, a
-/// limit or an outage, which a retry may get past.
-fn keep(outcome: &StoreResult<Effect>) -> Option<Replay> {
-    let (status, body) = match outcome {
-        Ok(effect) => rendered(effect),
-        Err(error) => final_refusal(error)?.json(),
-    };
-    let retryable = matches!(status.as_u16(), 409 | 429) || status.is_server_error();
-    (!retryable).then(|| Replay {
-        status: status.as_u16(),
-        body: body.to_string(),
-    })
-}
-
-/// A refusal that a retry of the same request will meet again, and that is worth keeping:
-/// not a 404 of a session, which anyone can ask about any id (a retry meets it again anyway).
-fn final_refusal(error: &StoreError) -> Option<AppError> {
-    Some(match error {
-        StoreError::MovieNotFound => AppError::MovieNotFound,
-        StoreError::Expired => AppError::HoldExpired,
-        StoreError::Released => AppError::HoldReleased,
-        StoreError::DuplicateSeat(seat) => AppError::DuplicateSeat(seat.clone()),
-        _ => return None,
-    })
-}
-
-fn rendered(effect: &Effect) -> (StatusCode, Value) {
-    fn json(body: impl Serialize) -> Value {
-        serde_json::to_value(body).expect("our bodies serialize")
-    }
-    match effect {
-        Effect::Held(hold) => (StatusCode::CREATED, json(ApiHoldBody::from(hold))),
-        Effect::Confirmed(booking) => (StatusCode::OK, json(ApiBookingBody::from(booking))),
-        Effect::Extended(session) => (StatusCode::OK, json(SessionBody::from(session))),
-    }
-}
-
-/// The response for an outcome: the effect's, or the kept one of an earlier request.
+/// The response for an outcome: the effect's, or the kept outcome of an earlier request,
+/// rendered the same way and marked as a replay.
 fn answer(outcome: StoreResult<Keyed>) -> Result<Response, AppError> {
-    Ok(match outcome? {
-        Keyed::Done(effect) => {
-            let (status, body) = rendered(&effect);
-            (status, axum::Json(body)).into_response()
+    let kept = match outcome? {
+        Keyed::Done(effect) => return Ok(respond(&effect)),
+        Keyed::Replayed(kept) => kept,
+    };
+    let mut response = match kept {
+        Kept::Done(effect) => respond(&effect),
+        Kept::Refused(refusal) => AppError::from(StoreError::from(refusal)).into_response(),
+        Kept::Answer { status, body } => {
+            let status = StatusCode::from_u16(status).map_err(|_| AppError::Internal)?;
+            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
-        Keyed::Replayed(replay) => {
-            let status = StatusCode::from_u16(replay.status).map_err(|_| AppError::Internal)?;
-            let mut response = (
-                status,
-                [(header::CONTENT_TYPE, "application/json")],
-                replay.body,
-            )
-                .into_response();
-            response
-                .headers_mut()
-                .insert("idempotency-replayed", HeaderValue::from_static("true"));
-            response
+    };
+    response
+        .headers_mut()
+        .insert("idempotency-replayed", HeaderValue::from_static("true"));
+    Ok(response)
+}
+
+fn respond(effect: &Effect) -> Response {
+    match effect {
+        Effect::Held(hold) => {
+            (StatusCode::CREATED, axum::Json(ApiHoldBody::from(hold))).into_response()
         }
-    })
+        Effect::Confirmed(booking) => axum::Json(ApiBookingBody::from(booking)).into_response(),
+        Effect::Extended(session) => axum::Json(SessionBody::from(session)).into_response(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Unavailable;
 
     fn body(json: &str) -> Result<(Option<Vec<String>>, Option<usize>), serde_json::Error> {
         serde_json::from_str::<HoldRequest>(json).map(|r| (r.seat_ids, r.quantity))
@@ -525,33 +493,5 @@ mod tests {
         ] {
             assert!(body(refused).is_err(), "{refused}");
         }
-    }
-
-    #[test]
-    fn conflicts_limits_and_outages_are_not_kept_for_a_retry() {
-        for error in [
-            StoreError::SeatTaken(vec![SeatId::parse("A1").unwrap()]),
-            StoreError::NotEnoughSeats { free: 0 },
-            StoreError::ExtensionLimit,
-            StoreError::AlreadyConfirmed,
-            StoreError::LimitReached { limit: 8 },
-            StoreError::Unavailable(Unavailable::Unreachable),
-            StoreError::OutcomeUnknown,
-        ] {
-            assert_eq!(keep(&Err(error)), None);
-        }
-    }
-
-    #[test]
-    fn final_refusals_are_kept_with_their_status_and_body() {
-        let kept = keep(&Err(StoreError::Expired)).expect("kept");
-        assert_eq!(kept.status, 410);
-        let body: Value = serde_json::from_str(&kept.body).unwrap();
-        assert_eq!(body["code"], "hold_expired");
-        assert_eq!(
-            keep(&Err(StoreError::SessionNotFound)),
-            None,
-            "anyone can ask about any session id"
-        );
     }
 }

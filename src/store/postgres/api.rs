@@ -16,11 +16,12 @@ use uuid::Uuid;
 
 use super::hold::{self, Request};
 use super::{LockedSession, PgStore, classify, corrupt, statements, uncommitted};
+use crate::booking::{Claim, Kept, Keyed};
 use crate::booking::{Command, Effect, KEY_LIFETIME, Want};
 use crate::domain::seating::Room;
 use crate::domain::{Booking, BookingReference, Hold, Movie, SeatId, SessionId, UserId};
 use crate::domain::{SessionInfo, SessionStatus, Verdict};
-use crate::store::{Claim, Keyed, Replay, StoreError, StoreResult, Unavailable, lock_order};
+use crate::store::{StoreError, StoreResult, Unavailable, lock_order, to_keep};
 
 /// Advisory lock classes, beside the per-user and per-address ones of `hold_seats` (45253,
 /// 45256).
@@ -38,7 +39,7 @@ mod sql {
 
     /// The key's kept answer, if any, and how many keys the user keeps (old ones not yet
     /// forgotten included): always one row.
-    pub const KEPT: &str = "select k.fingerprint, k.status, k.body,
+    pub const KEPT: &str = "select k.fingerprint, k.outcome::text, k.status, k.body,
                 (select count(*) from idempotency_keys where user_id = $1) as keys
            from (select) as one
            left join idempotency_keys k
@@ -46,11 +47,11 @@ mod sql {
             and k.created_at > now() - make_interval(secs => $3)";
 
     /// A key past its lifetime but not yet deleted is written over.
-    pub const KEEP: &str = "insert into idempotency_keys (user_id, key, fingerprint, status, body)
-         values ($1, $2, $3, $4, $5)
+    pub const KEEP: &str = "insert into idempotency_keys (user_id, key, fingerprint, outcome)
+         values ($1, $2, $3, $4::jsonb)
          on conflict (user_id, key) do update
-         set fingerprint = excluded.fingerprint, status = excluded.status,
-             body = excluded.body, created_at = now()";
+         set fingerprint = excluded.fingerprint, outcome = excluded.outcome, status = null,
+             body = null, created_at = now()";
 
     pub const FORGET: &str = "with doomed as (
              select user_id, key from idempotency_keys
@@ -155,6 +156,16 @@ impl SessionRow {
     }
 }
 
+/// A key's fingerprint, typed outcome, or the status and body of an answer kept before
+/// typed outcomes, and how many keys its user keeps.
+type KeptRow = (
+    Option<String>,
+    Option<String>,
+    Option<i16>,
+    Option<String>,
+    i64,
+);
+
 impl PgStore {
     /// `Seats::execute`. Without a key, holds of named seats and confirms take the paths
     /// the seed routes take (single seats through the batcher).
@@ -231,8 +242,8 @@ impl PgStore {
                 .await
                 .map(Effect::Extended),
         };
-        let kept = claim.and_then(|claim| Some((claim, (claim.keep)(&outcome)?)));
-        let Some((claim, replay)) = kept else {
+        let kept = claim.and_then(|claim| Some((claim, to_keep(&outcome)?)));
+        let Some((claim, kept)) = kept else {
             // Nothing to keep: commit the change, if there is one.
             let write = outcome.is_ok();
             return (outcome.map(Keyed::Done), write);
@@ -242,8 +253,7 @@ impl PgStore {
             .bind(user.as_str())
             .bind(claim.key)
             .bind(claim.fingerprint)
-            .bind(i16::try_from(replay.status).unwrap_or(i16::MAX))
-            .bind(&replay.body)
+            .bind(serde_json::to_string(&kept).expect("an outcome serializes"))
             .execute(&mut *tx)
             .await
             .map_err(classify);
@@ -260,7 +270,7 @@ impl PgStore {
         tx: &mut PgConnection,
         user: &UserId,
         claim: &Claim<'_>,
-    ) -> StoreResult<Option<Replay>> {
+    ) -> StoreResult<Option<Kept>> {
         let claimed: bool = sqlx::query_scalar(sql::CLAIM)
             .persistent(self.link.persistent())
             .bind(KEY_LOCK)
@@ -272,7 +282,7 @@ impl PgStore {
         if !claimed {
             return Err(StoreError::KeyInFlight);
         }
-        let kept: (Option<String>, Option<i16>, Option<String>, i64) = sqlx::query_as(sql::KEPT)
+        let kept: KeptRow = sqlx::query_as(sql::KEPT)
             .persistent(self.link.persistent())
             .bind(user.as_str())
             .bind(claim.key)
@@ -281,16 +291,19 @@ impl PgStore {
             .await
             .map_err(classify)?;
         match kept {
-            (Some(fingerprint), _, _, _) if fingerprint != claim.fingerprint => {
+            (Some(fingerprint), ..) if fingerprint != claim.fingerprint => {
                 Err(StoreError::KeyReused)
             }
-            (Some(_), Some(status), Some(body), _) => Ok(Some(Replay {
+            (Some(_), Some(outcome), _, _, _) => serde_json::from_str(&outcome)
+                .map(Some)
+                .map_err(|_| corrupt("idempotency_keys.outcome", &outcome)),
+            (Some(_), None, Some(status), Some(body), _) => Ok(Some(Kept::Answer {
                 status: u16::try_from(status)
                     .map_err(|_| corrupt("idempotency_keys.status", &status.to_string()))?,
                 body,
             })),
-            (_, _, _, keys) => {
-                (claim.admit)(u64::try_from(keys).unwrap_or(0))?;
+            (.., keys) => {
+                (claim.admit)(u64::try_from(keys).unwrap_or(0)).map_err(StoreError::Refused)?;
                 Ok(None)
             }
         }

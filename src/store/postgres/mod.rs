@@ -15,9 +15,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::{
-    Backend, Catalogue, ChangeFeed, Claim, Health, Housekeeping, Keyed, Reports, Seats, Secrets,
-    StoreError, StoreResult, Unavailable, lock_order,
+    Backend, Catalogue, ChangeFeed, Health, Housekeeping, Reports, Seats, Secrets, StoreError,
+    StoreResult, Unavailable, lock_order,
 };
+
+use crate::booking::{Claim, Keyed};
 
 use crate::booking::{Command, HoldPolicy};
 

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::{Backend, LONG_TTL, Opened, policy};
+use boxoffice::booking::{Claim, Final, Kept, Keyed};
 use boxoffice::booking::{Command, Effect, HoldPolicy, Refusal, Want};
 use boxoffice::domain::SessionStatus;
 use boxoffice::domain::{Movie, SeatId, UserId};
 use boxoffice::events::{ChangeKind, Message};
-use boxoffice::store::{ChangeFeed, Claim, Keyed, Replay, Seats, Store, StoreError, StoreResult};
+use boxoffice::store::{ChangeFeed, Seats, Store, StoreError, StoreResult};
 use tokio::sync::Barrier;
 
 pub(crate) fn api_user() -> UserId {
@@ -43,19 +44,10 @@ pub(crate) async fn hold_seats<S: Store>(
     }
 }
 
-/// Keeps successes only, as their debug text: enough to tell a replay from a new answer.
-pub(crate) fn keep_successes(outcome: &StoreResult<Effect>) -> Option<Replay> {
-    outcome.as_ref().ok().map(|effect| Replay {
-        status: 200,
-        body: format!("{effect:?}"),
-    })
-}
-
 pub(crate) fn claim<'a>(key: &'a str, fingerprint: &'a str) -> Claim<'a> {
     Claim {
         key,
         fingerprint,
-        keep: &keep_successes,
         admit: &|_| Ok(()),
     }
 }
@@ -396,7 +388,7 @@ async fn a_key_replays_its_first_answer_and_refuses_another_request<B: Backend>(
     let Keyed::Replayed(replay) = again else {
         panic!("a retry is replayed: {again:?}")
     };
-    assert_eq!(replay.body, format!("{:?}", Effect::Held(hold.clone())));
+    assert_eq!(replay, Kept::Done(Effect::Held(hold.clone())));
     assert_eq!(
         holders(&s.store, "inception").await.len(),
         2,
@@ -445,6 +437,38 @@ async fn an_answer_not_kept_lets_a_retry_do_the_work<B: Backend>() {
     assert!(
         matches!(retried, Keyed::Done(Effect::Held(_))),
         "{retried:?}"
+    );
+}
+
+/// A refusal the same request meets again is kept too, and replayed without a second try.
+async fn a_final_refusal_is_kept_and_replayed<B: Backend>() {
+    let s = open_with::<B>(roomy()).await;
+    let inception = movie(&s.store, "inception").await;
+    let user = api_user();
+    let command = || Command::Hold {
+        movie: inception.clone(),
+        want: Want::Seats(seats(&["A1", "A1"])),
+        from: None,
+    };
+    let first = s
+        .store
+        .execute(&user, command(), Some(claim("twice", "A1 A1")))
+        .await;
+    assert!(
+        matches!(&first, Err(StoreError::DuplicateSeat(seat)) if seat.as_str() == "A1"),
+        "{first:?}"
+    );
+    let again = s
+        .store
+        .execute(&user, command(), Some(claim("twice", "A1 A1")))
+        .await
+        .unwrap();
+    let Keyed::Replayed(kept) = again else {
+        panic!("a retry is replayed: {again:?}")
+    };
+    assert_eq!(
+        kept,
+        Kept::Refused(Final::DuplicateSeat(seats(&["A1"])[0].clone()))
     );
 }
 
@@ -597,14 +621,13 @@ async fn a_new_key_passes_the_gate_with_the_users_key_count_and_a_replay_does_no
     let gate = |kept: u64| {
         asked.lock().unwrap().push(kept);
         if kept >= 2 {
-            return Err(StoreError::Refused(Refusal::TooManyKeys { limit: 2 }));
+            return Err(Refusal::TooManyKeys { limit: 2 });
         }
         Ok(())
     };
     let keyed = |key: &'static str| Claim {
         key,
         fingerprint: "best 1",
-        keep: &keep_successes,
         admit: &gate,
     };
     let command = || Command::Hold {
@@ -649,6 +672,7 @@ seats_contract!(
     a_key_replays_its_first_answer_and_refuses_another_request,
     an_answer_not_kept_lets_a_retry_do_the_work,
     one_key_sent_at_once_many_times_acts_once,
+    a_final_refusal_is_kept_and_replayed,
     every_session_command_refuses_everyone_but_the_owner,
     a_confirmed_session_has_a_booking_reference_that_stays,
     a_released_session_still_shows_its_seats_to_its_owner,
