@@ -6,7 +6,7 @@ mod common;
 
 use boxoffice::config::Secret;
 use boxoffice::store::{Backend, MemoryStore, Secrets};
-use common::{LONG_TTL, SHORT_TTL, TestApp, TestDb, policy, test_config};
+use common::{LONG_TTL, SHORT_TTL, TestApp, TestDb, metric, policy, test_config};
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -600,6 +600,29 @@ async fn a_store_without_a_secret_needs_identity_secret_set() {
         ..test_config()
     };
     assert!(boxoffice::app(backend(), &config, stop()).is_ok());
+}
+
+/// Holds through the API are counted as the seed routes' are, told apart by `api`.
+#[tokio::test]
+async fn api_holds_are_counted_by_api_and_outcome() {
+    let f = fixture().await;
+    let (_, first) = identity(&f.app).await;
+    let (_, second) = identity(&f.app).await;
+    let count = |scrape: &str, outcome: &str| {
+        let outcome = format!(r#"outcome="{outcome}""#);
+        metric(scrape, "boxoffice_holds_total", &[r#"api="v1""#, &outcome])
+    };
+    let before = f.app.metrics().await;
+    held(&f.app, &first, json!({"seat_ids": ["D1"]})).await;
+    let taken = hold(&f.app, &second, json!({"seat_ids": ["D1"]})).await;
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+    let after = f.app.metrics().await;
+    for outcome in ["held", "taken"] {
+        assert!(
+            count(&after, outcome) - count(&before, outcome) >= 1.0,
+            "{outcome} in:\n{after}"
+        );
+    }
 }
 
 #[tokio::test]

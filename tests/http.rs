@@ -8,7 +8,7 @@ use std::time::Duration;
 use boxoffice::store::PgStore;
 use boxoffice::store::postgres::Pooler;
 use common::pgbouncer::PgBouncer;
-use common::{LONG_TTL, SHORT_TTL, TestApp, TestDb, policy, test_config};
+use common::{LONG_TTL, SHORT_TTL, TestApp, TestDb, metric, policy, test_config};
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -1020,19 +1020,6 @@ async fn behind_pgbouncer_a_statement_that_waits_too_long_answers_503() {
     a_statement_that_waits_too_long(true).await;
 }
 
-/// The sum of the samples of `name` whose labels include every one of `labels`.
-fn metric(body: &str, name: &str, labels: &[&str]) -> f64 {
-    body.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.rsplit_once(' '))
-        .filter(|(series, _)| {
-            let (series_name, rest) = series.split_once('{').unwrap_or((series, ""));
-            series_name == name && labels.iter().all(|label| rest.contains(label))
-        })
-        .filter_map(|(_, value)| value.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test]
 async fn metrics_count_requests_holds_batches_and_connections() {
     let db = TestDb::new().await;
@@ -1090,8 +1077,16 @@ async fn metrics_count_requests_holds_batches_and_connections() {
             vec![hold_route],
             2.0,
         ),
-        ("boxoffice_holds_total", vec![r#"outcome="held""#], 1.0),
-        ("boxoffice_holds_total", vec![r#"outcome="taken""#], 1.0),
+        (
+            "boxoffice_holds_total",
+            vec![r#"api="seed""#, r#"outcome="held""#],
+            1.0,
+        ),
+        (
+            "boxoffice_holds_total",
+            vec![r#"api="seed""#, r#"outcome="taken""#],
+            1.0,
+        ),
         ("boxoffice_hold_batch_size_count", vec![], 2.0),
     ] {
         assert!(

@@ -41,6 +41,20 @@ pub struct HoldPolicy {
     pub session_retention: Duration,
 }
 
+impl HoldPolicy {
+    /// Whether a user who holds `held` live seats may hold `asked` more: the per-user quota,
+    /// for the memory store and the counter-offer (PostgreSQL's `hold_seats` is given
+    /// `max_holds_per_user` and counts under the user's lock).
+    pub fn user_may_hold(&self, held: usize, asked: usize) -> bool {
+        held + asked <= self.max_holds_per_user as usize
+    }
+
+    /// The same for the users of one client address, against `max_holds_per_address`.
+    pub fn address_may_hold(&self, held: usize, asked: usize) -> bool {
+        self.max_holds_per_address == 0 || held + asked <= self.max_holds_per_address as usize
+    }
+}
+
 /// The defaults of the settings (`HOLD_TTL_SECS` and the rest, README).
 impl Default for HoldPolicy {
     fn default() -> Self {

@@ -195,14 +195,33 @@ impl From<BookingReference> for String {
     }
 }
 
+/// The characters of a booking reference, as a literal for `concat!`.
+macro_rules! reference_alphabet {
+    () => {
+        "ACDEFGHJKMNPQRTUVWXY34679"
+    };
+}
+
 impl BookingReference {
-    pub const ALPHABET: &[u8] = b"ACDEFGHJKMNPQRTUVWXY34679";
+    /// Every character a reference may have: the one home of the alphabet, which
+    /// PostgreSQL's `new_booking_reference()` and its check on `hold_sessions` must match
+    /// (a test compares them).
+    pub const ALPHABET: &str = reference_alphabet!();
+
+    /// A reference as a regular expression: three, a dash, three.
+    pub const PATTERN: &str = concat!(
+        "^[",
+        reference_alphabet!(),
+        "]{3}-[",
+        reference_alphabet!(),
+        "]{3}$"
+    );
 
     /// A random reference (from a UUID's random bytes).
     pub fn random() -> Self {
         let bytes = Uuid::new_v4().into_bytes();
-        let pick =
-            |i: usize| char::from(Self::ALPHABET[usize::from(bytes[i]) % Self::ALPHABET.len()]);
+        let alphabet = Self::ALPHABET.as_bytes();
+        let pick = |i: usize| char::from(alphabet[usize::from(bytes[i]) % alphabet.len()]);
         let mut reference: String = (0..3).map(pick).collect();
         reference.push('-');
         reference.extend((3..6).map(pick));
@@ -215,7 +234,7 @@ impl BookingReference {
             && b[3] == b'-'
             && b.iter()
                 .enumerate()
-                .all(|(i, c)| i == 3 || Self::ALPHABET.contains(c));
+                .all(|(i, c)| i == 3 || Self::ALPHABET.as_bytes().contains(c));
         valid.then_some(Self(raw))
     }
 

@@ -29,6 +29,12 @@ pub struct Booking {
     pub reference: BookingReference,
 }
 
+/// Whether a seat whose hold ends at `expires_at` (`None`: booked) is taken at `now`: the
+/// live-seat rule of every store.
+pub fn seat_is_live(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    expires_at.is_none_or(|at| at > now)
+}
+
 /// One taken seat on a seat map.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TakenSeat {

@@ -35,6 +35,12 @@ impl SessionStatus {
         }
     }
 
+    /// Whether a session in this state, with this deadline, is a hold that has lapsed at
+    /// `now`: the lapsed-hold rule of every store.
+    pub fn lapsed(self, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        self == Self::Held && expires_at <= now
+    }
+
     pub fn parse(raw: &str) -> Option<Self> {
         [Self::Held, Self::Confirmed, Self::Released, Self::Expired]
             .into_iter()

@@ -1,5 +1,5 @@
-//! The JSON body extractor every route that takes a body uses: an object, in plain JSON,
-//! whose every rejection answers as an `AppError`.
+//! What every route reads of a request the same way: a JSON object body, whose every
+//! rejection answers as an `AppError`, and a bearer token.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -7,6 +7,17 @@ use axum::http::{HeaderMap, header};
 use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::AppError;
+
+/// The token of `Authorization: Bearer <token>`: the scheme in any case and one or more
+/// spaces before the token (RFC 9110, 11.4), whitespace around it not part of it; `None`
+/// for a missing header, another scheme, or no token. The API's identities and the reports'
+/// token are both read here.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim_matches([' ', '\t']);
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
 
 /// A JSON object request body, deserialized. Refused, before anything reads it: a content
 /// coding other than `identity` (415 `unsupported_content_encoding`: the server decodes none,

@@ -27,6 +27,7 @@ pub mod error;
 mod events;
 mod extract;
 pub mod limits;
+mod metrics;
 mod ops;
 mod pages;
 mod seat_maps;
@@ -120,7 +121,7 @@ pub fn app<S: Store>(
             api: v1::Api {
                 signing: v1::Signing::new(signing_secret, config.identity_secret_previous.clone()),
                 max_seats_per_hold: config.max_seats_per_hold,
-                max_holds_per_user: config.hold.max_holds_per_user,
+                hold_policy: config.hold,
                 max_keys_per_user: config.max_idempotency_keys_per_user,
             },
         })))

@@ -82,7 +82,7 @@ mod schemas {
         string(
             "A confirmed booking's reference, for people to read out: `K7Q-4M2`, six characters of an\nalphabet without look-alikes (no 0/O, 1/I/L, 2/Z, 5/S, 8/B). PostgreSQL makes its own\nwith the same alphabet (migrations/0008); the column is unique.",
             Some("K7Q-4M2"),
-            Some("^[ACDEFGHJKMNPQRTUVWXY34679]{3}-[ACDEFGHJKMNPQRTUVWXY34679]{3}$"),
+            Some(BookingReference::PATTERN),
         )
     );
 
@@ -112,4 +112,44 @@ mod schemas {
             .property("seats_per_row", integer())
             .required("seats_per_row")
     });
+}
+
+/// The error answers many routes share, each described once: a route lists them as
+/// `(status = 503, response = inline(Unavailable))`, so the document says the same of every
+/// route, and each carries the one error body the server sends (`ErrorBody`).
+pub mod responses {
+    use crate::http::error::ErrorBody;
+
+    macro_rules! shared {
+        ($name:ident, $description:literal) => {
+            #[doc = $description]
+            #[derive(utoipa::ToResponse)]
+            #[response(description = $description)]
+            #[allow(dead_code)] // only ever described
+            pub struct $name(ErrorBody);
+        };
+    }
+
+    shared!(
+        Unavailable,
+        "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`."
+    );
+    shared!(
+        StreamsUnavailable,
+        "`too_many_streams` (poll the seat map instead), `service_unavailable`, `timeout`. With `Retry-After`."
+    );
+    shared!(
+        InvalidToken,
+        "`invalid_token`: no bearer token, or not one of ours"
+    );
+    shared!(
+        InvalidTarget,
+        "`invalid_target`: a control character in the path or query"
+    );
+    shared!(
+        UnsupportedBody,
+        "`unsupported_media_type`: not JSON; `unsupported_content_encoding`: a `Content-Encoding` other than `identity` (with `Accept-Encoding: identity`)"
+    );
+    shared!(BodyTooLarge, "`body_too_large`");
+    shared!(MovieNotFound, "`movie_not_found`");
 }

@@ -21,7 +21,7 @@ use crate::domain::seating::Room;
 use crate::domain::{
     Booking, BookingReference, Hold, Movie, SeatId, SessionId, TakenSeat, UserId, seed_movies,
 };
-use crate::domain::{SessionInfo, SessionStatus, Verdict};
+use crate::domain::{SessionInfo, SessionStatus, Verdict, seat_is_live};
 use crate::events::{Change, ChangeKind, Hub};
 
 #[derive(Clone)]
@@ -260,7 +260,7 @@ struct SeatRow {
 
 impl SeatRow {
     fn live(&self, now: DateTime<Utc>) -> bool {
-        self.expires_at.is_none_or(|at| at > now)
+        seat_is_live(self.expires_at, now)
     }
 }
 
@@ -284,7 +284,7 @@ struct Session {
 
 impl Session {
     fn lapsed(&self, now: DateTime<Utc>) -> bool {
-        self.status == SessionStatus::Held && self.expires_at <= now
+        self.status.lapsed(self.expires_at, now)
     }
 
     fn info(&self, session_id: SessionId, now: DateTime<Utc>) -> SessionInfo {
@@ -372,16 +372,20 @@ impl MemoryStore {
         let holders: Vec<Holder> = Holder::of(user, from).collect();
         let clock = state.runs.clock(policy, &movie.id, &seats, &holders, now)?;
         let (began_at, expires_at) = (clock.first_at, clock.until);
-        let limit = policy.max_holds_per_user;
-        if state.live_holds(state.held_by_user.get(user), now) + seats.len() > limit as usize {
+        if !policy.user_may_hold(
+            state.live_holds(state.held_by_user.get(user), now),
+            seats.len(),
+        ) {
+            let limit = policy.max_holds_per_user;
             return Err(StoreError::LimitReached { limit });
         }
-        let limit = policy.max_holds_per_address;
         if let Some(address) = from
-            && limit > 0
-            && state.live_holds(state.held_by_address.get(&address), now) + seats.len()
-                > limit as usize
+            && !policy.address_may_hold(
+                state.live_holds(state.held_by_address.get(&address), now),
+                seats.len(),
+            )
         {
+            let limit = policy.max_holds_per_address;
             return Err(StoreError::AddressLimitReached { limit });
         }
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use boxoffice::Config;
 use boxoffice::booking::HoldPolicy;
+use boxoffice::domain::BookingReference;
 use boxoffice::store::{MemoryStore, PgStore, Store};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -36,8 +37,10 @@ pub const SHORT_TTL: Duration = Duration::from_millis(400);
 pub fn reference_of(n: &str) -> String {
     let digit = |power: u32| {
         format!(
-            "substr('ACDEFGHJKMNPQRTUVWXY34679', (({n}) / {} % 25)::int + 1, 1)",
-            25_i64.pow(power)
+            "substr('{}', (({n}) / {} % {})::int + 1, 1)",
+            BookingReference::ALPHABET,
+            (BookingReference::ALPHABET.len() as i64).pow(power),
+            BookingReference::ALPHABET.len()
         )
     };
     let digits: Vec<String> = (0..6).rev().map(digit).collect();
@@ -357,6 +360,19 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
+}
+
+/// The sum of the samples of `name` whose labels include every one of `labels`.
+pub fn metric(body: &str, name: &str, labels: &[&str]) -> f64 {
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (series_name, rest) = series.split_once('{').unwrap_or((series, ""));
+            series_name == name && labels.iter().all(|label| rest.contains(label))
+        })
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .sum()
 }
 
 /// Sends `request` and returns its body as JSON.

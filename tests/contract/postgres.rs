@@ -181,3 +181,44 @@ async fn a_key_kept_as_an_answer_before_typed_outcomes_is_replayed_as_it_is() {
         "nothing done"
     );
 }
+
+/// PostgreSQL only: the database makes and checks booking references with its own copy of
+/// the alphabet (a migration, never edited); it must be the domain's, the one home of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_makes_and_checks_references_as_the_domain_does() {
+    use boxoffice::domain::BookingReference;
+    let db = common::TestDb::new().await;
+    let pool = db.pool(2).await;
+    let made: Vec<String> =
+        sqlx::query_scalar("select new_booking_reference() from generate_series(1, 500)")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    for reference in &made {
+        assert!(
+            BookingReference::parse(reference.clone()).is_some(),
+            "{reference:?}"
+        );
+    }
+    let used: std::collections::BTreeSet<char> = made
+        .iter()
+        .flat_map(|r| r.chars())
+        .filter(|c| *c != '-')
+        .collect();
+    let alphabet: std::collections::BTreeSet<char> = BookingReference::ALPHABET.chars().collect();
+    assert_eq!(
+        used, alphabet,
+        "500 references use every character of the alphabet"
+    );
+    let check: String = sqlx::query_scalar(
+        "select pg_get_constraintdef(oid) from pg_constraint
+          where conname = 'hold_sessions_booking_reference_format'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        check.contains(&format!("'{}'", BookingReference::PATTERN)),
+        "{check}"
+    );
+}

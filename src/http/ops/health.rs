@@ -6,7 +6,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-use crate::http::error::ErrorBody;
+use crate::http::wire::responses::Unavailable;
 use crate::http::{AppError, AppState};
 use crate::store::Store;
 
@@ -30,7 +30,7 @@ pub async fn metrics<S: Store>(State(store): State<S>) -> impl IntoResponse {
     summary = "Readiness: so does the store",
     responses(
         (status = 200, body = Object, example = json!({"status": "ready"})),
-        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+        (status = 503, response = inline(Unavailable)),
     ))]
 pub async fn ready<S: Store>(
     State(app): State<AppState<S>>,

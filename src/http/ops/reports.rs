@@ -2,12 +2,14 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
 use crate::http::error::ErrorBody;
+use crate::http::extract::bearer_token;
+use crate::http::wire::responses::Unavailable;
 use crate::http::{AppError, AppState};
 use crate::reports::Report;
 use crate::store::Store;
@@ -31,7 +33,7 @@ pub struct ReportQuery {
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`report_not_found`; `not_found` while REPORTS_TOKEN is unset", body = ErrorBody),
         (status = 501, description = "`reports_need_postgres`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+        (status = 503, response = inline(Unavailable)),
     ))]
 pub async fn report<S: Store>(
     State(app): State<AppState<S>>,
@@ -56,26 +58,16 @@ pub async fn report<S: Store>(
     Ok(axum::Json(rows.rows))
 }
 
-/// Whether the request carries `Authorization: Bearer <expected>`, compared in constant time
-/// (only the length can show).
+/// Whether the request's bearer token is `expected`, compared in constant time (only the
+/// length can show).
 fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return false;
-    };
-    let Some(token) = value
-        .as_bytes()
-        .strip_prefix(b"Bearer ")
-        .or_else(|| value.as_bytes().strip_prefix(b"bearer "))
-    else {
-        return false;
-    };
-    token.ct_eq(expected.as_bytes()).into()
+    bearer_token(headers).is_some_and(|token| token.as_bytes().ct_eq(expected.as_bytes()).into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderValue, header};
 
     fn with(value: &'static str) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -88,11 +80,16 @@ mod tests {
         let token = "0123456789abcdef";
         assert!(bearer_matches(&with("Bearer 0123456789abcdef"), token));
         assert!(bearer_matches(&with("bearer 0123456789abcdef"), token));
+        // The scheme in any case, then one or more spaces; whitespace around the token is
+        // not part of it.
+        assert!(bearer_matches(&with("BEARER  0123456789abcdef"), token));
+        assert!(bearer_matches(&with("Bearer 0123456789abcdef "), token));
         assert!(!bearer_matches(&HeaderMap::new(), token));
         for wrong in [
             "Bearer 0123456789abcdeF",
             "Bearer 0123456789abcde",
-            "Bearer 0123456789abcdef ",
+            "Bearer 0123456789abcdef0",
+            "Bearer 0123456789 abcdef",
             "Basic 0123456789abcdef",
             "0123456789abcdef",
             "Bearer",

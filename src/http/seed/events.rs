@@ -4,9 +4,9 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use crate::http::error::ErrorBody;
 use crate::http::events::{self, SseEvent};
 use crate::http::limits::ClientIp;
+use crate::http::wire::responses::{InvalidTarget, MovieNotFound, StreamsUnavailable};
 use crate::http::{AppError, AppState};
 use crate::store::Store;
 
@@ -15,10 +15,10 @@ use crate::store::Store;
     description = "Opens with a `snapshot` event (taken seats and a version), then one event per change: `held`, `confirmed`, `released`, `expired`, `extended`, each with `seat_ids` and, for `held` and `extended`, `expires_at`; `resync` asks to read the map afresh. Resumes with `Last-Event-ID`. Names no user.",
     params(("movie_id" = String, Path, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", description = "The movie's slug, such as `inception`")),
     responses(
-        (status = 400, description = "`invalid_target`: a control character in the path or query", body = ErrorBody),
+        (status = 400, response = inline(InvalidTarget)),
         (status = 200, content_type = "text/event-stream", body = SseEvent, description = "One object per event: `snapshot` first, then `held`, `confirmed`, `released`, `expired`, `extended` or `resync`"),
-        (status = 404, description = "`movie_not_found`", body = ErrorBody),
-        (status = 503, description = "`too_many_streams` (poll the seat map instead), `service_unavailable`, `timeout`. With `Retry-After`.", body = ErrorBody),
+        (status = 404, response = inline(MovieNotFound)),
+        (status = 503, response = inline(StreamsUnavailable)),
     ))]
 pub async fn stream<S: Store>(
     State(app): State<AppState<S>>,

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::domain::{Movie, SeatId};
-use crate::http::error::ErrorBody;
 use crate::http::seat_maps::{Rendered, Round};
+use crate::http::wire::responses::{InvalidTarget, MovieNotFound, Unavailable};
 use crate::http::{AppError, AppState};
 use crate::store::Store;
 
@@ -17,7 +17,7 @@ use crate::store::Store;
     summary = "The movies and their room sizes",
     responses(
         (status = 200, body = Vec<Movie>),
-        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+        (status = 503, response = inline(Unavailable)),
     ))]
 pub async fn list<S: Store>(
     State(app): State<AppState<S>>,
@@ -44,11 +44,11 @@ pub struct TakenSeatBody {
     description = "Only taken seats are listed. An API user's seat shows `user_id` `(hidden)`. Sends an `ETag`; `If-None-Match` with it answers 304 while nothing changed.",
     params(("movie_id" = String, Path, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", description = "The movie's slug, such as `inception`")),
     responses(
-        (status = 400, description = "`invalid_target`: a control character in the path or query", body = ErrorBody),
+        (status = 400, response = inline(InvalidTarget)),
         (status = 200, body = Vec<TakenSeatBody>),
         (status = 304, description = "Nothing changed since the `ETag` sent"),
-        (status = 404, description = "`movie_not_found`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+        (status = 404, response = inline(MovieNotFound)),
+        (status = 503, response = inline(Unavailable)),
     ))]
 pub async fn seat_map<S: Store>(
     State(app): State<AppState<S>>,

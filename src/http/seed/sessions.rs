@@ -6,12 +6,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::UserBody;
-use crate::domain::{Hold, SeatId, SessionId, UserId};
+use crate::domain::{SeatId, SessionId, UserId};
 use crate::http::error::ErrorBody;
 use crate::http::limits::ClientIp;
+use crate::http::metrics::{Api, count_hold};
+use crate::http::wire::responses::{BodyTooLarge, Unavailable, UnsupportedBody};
 use crate::http::wire::rfc3339;
 use crate::http::{AppError, AppState, Json};
-use crate::store::{Store, StoreError, StoreResult};
+use crate::store::Store;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct HoldBody {
@@ -44,10 +46,10 @@ pub struct BookingBody {
         (status = 400, description = "`malformed_json`; `invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 404, description = "`movie_not_found`, `seat_not_found`", body = ErrorBody),
         (status = 409, description = "`seat_taken`, with `seats`; `held_too_long` (with `Retry-After`)", body = ErrorBody),
-        (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`: not JSON; `unsupported_content_encoding`: a `Content-Encoding` other than `identity` (with `Accept-Encoding: identity`)", body = ErrorBody),
+        (status = 413, response = inline(BodyTooLarge)), (status = 415, response = inline(UnsupportedBody)),
         (status = 422, description = "`invalid_user_id`, `invalid_seat_id`, `invalid_body` (also JSON that is not an object)", body = ErrorBody),
         (status = 429, description = "`hold_limit`, `address_hold_limit`; `rate_limited` (with `Retry-After`)", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+        (status = 503, response = inline(Unavailable)),
     ))]
 pub async fn hold<S: Store>(
     State(app): State<AppState<S>>,
@@ -63,7 +65,7 @@ pub async fn hold<S: Store>(
         .store
         .hold(&movie, vec![seat], &user, client.network())
         .await;
-    metrics::counter!(crate::telemetry::HOLDS, "outcome" => outcome(&hold)).increment(1);
+    count_hold(Api::Seed, hold.as_ref().map(|_| true));
     let hold = hold?;
     let body = HoldBody {
         session_id: hold.session_id,
@@ -75,19 +77,6 @@ pub async fn hold<S: Store>(
     Ok((StatusCode::CREATED, axum::Json(body)))
 }
 
-/// A hold's outcome, as the metrics count it.
-fn outcome(hold: &StoreResult<Hold>) -> &'static str {
-    match hold {
-        Ok(_) => "held",
-        Err(StoreError::SeatTaken(_)) => "taken",
-        Err(StoreError::LimitReached { .. } | StoreError::AddressLimitReached { .. }) => "limit",
-        Err(StoreError::HeldTooLong { .. }) => "held_too_long",
-        Err(StoreError::Unavailable(_)) => "unavailable",
-        Err(StoreError::OutcomeUnknown) => "outcome_unknown",
-        Err(_) => "error",
-    }
-}
-
 #[utoipa::path(put, path = "/sessions/{session_id}/confirm", tag = "seed",
     summary = "Book a held seat for good",
     params(("session_id" = uuid::Uuid, Path, description = "The hold session's id (a UUID)")),
@@ -97,9 +86,9 @@ fn outcome(hold: &StoreResult<Hold>) -> &'static str {
         (status = 400, description = "`malformed_json`; `invalid_target`: a control character in the path or query", body = ErrorBody),
         (status = 404, description = "`session_not_found` (unknown, or someone else's)", body = ErrorBody),
         (status = 410, description = "`hold_expired`, `hold_released`", body = ErrorBody),
-        (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`: not JSON; `unsupported_content_encoding`: a `Content-Encoding` other than `identity` (with `Accept-Encoding: identity`)", body = ErrorBody),
+        (status = 413, response = inline(BodyTooLarge)), (status = 415, response = inline(UnsupportedBody)),
         (status = 422, description = "`invalid_session_id`, `invalid_user_id`, `invalid_body` (also JSON that is not an object)", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+        (status = 503, response = inline(Unavailable)),
     ))]
 pub async fn confirm<S: Store>(
     State(app): State<AppState<S>>,
@@ -132,9 +121,9 @@ pub async fn confirm<S: Store>(
         (status = 404, description = "`session_not_found` (unknown, or someone else's)", body = ErrorBody),
         (status = 409, description = "`already_confirmed`", body = ErrorBody),
         (status = 410, description = "`hold_expired`", body = ErrorBody),
-        (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`: not JSON; `unsupported_content_encoding`: a `Content-Encoding` other than `identity` (with `Accept-Encoding: identity`)", body = ErrorBody),
+        (status = 413, response = inline(BodyTooLarge)), (status = 415, response = inline(UnsupportedBody)),
         (status = 422, description = "`invalid_session_id`, `invalid_user_id`, `invalid_body` (also JSON that is not an object)", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+        (status = 503, response = inline(Unavailable)),
     ))]
 pub async fn release<S: Store>(
     State(app): State<AppState<S>>,

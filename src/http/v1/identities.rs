@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use crate::domain::UserId;
 use crate::http::error::ErrorBody;
 use crate::http::limits::ClientIp;
+use crate::http::wire::responses::Unavailable;
 use crate::http::{AppError, AppState};
 use crate::store::Store;
 
@@ -26,7 +27,7 @@ pub struct IdentityBody {
     responses(
         (status = 201, body = IdentityBody),
         (status = 429, description = "`rate_limited`: this address made too many identities this minute (with `Retry-After`)", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+        (status = 503, response = inline(Unavailable)),
     ))]
 pub async fn create_identity<S: Store>(
     State(app): State<AppState<S>>,

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
 use tokio::sync::OnceCell;
 
+use crate::booking::HoldPolicy;
 use crate::config::Secret;
 use crate::domain::{MAX_IDEMPOTENCY_KEY_LEN, UserId};
+use crate::http::extract::bearer_token;
 use crate::http::{AppError, AppState};
 use crate::identity::Identities;
 use crate::store::{Secrets, Store};
@@ -64,14 +65,7 @@ impl<S: Store> FromRequestParts<AppState<S>> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState<S>) -> Result<Self, AppError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or(AppError::InvalidToken)?;
+        let token = bearer_token(&parts.headers).ok_or(AppError::InvalidToken)?;
         let identities = app.api.signing.get().await?;
         identities
             .verify(token)
@@ -104,7 +98,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 pub struct Api {
     pub signing: Signing,
     pub max_seats_per_hold: usize,
-    pub max_holds_per_user: u32,
+    /// The rules holds are granted under, for the counter-offer's quota.
+    pub hold_policy: HoldPolicy,
     /// `MAX_IDEMPOTENCY_KEYS_PER_USER`.
     pub max_keys_per_user: u64,
 }

@@ -12,10 +12,12 @@ use utoipa::ToSchema;
 
 use super::Caller;
 use crate::domain::{Movie, SeatId, TakenSeat, UserId};
-use crate::http::error::ErrorBody;
 use crate::http::limits::ClientIp;
 use crate::http::seat_maps::{Marked, Round};
 use crate::http::wire::optional_rfc3339;
+use crate::http::wire::responses::{
+    InvalidTarget, InvalidToken, MovieNotFound, StreamsUnavailable, Unavailable,
+};
 use crate::http::wire::rfc3339;
 use crate::http::{AppError, AppState};
 use crate::store::Store;
@@ -34,8 +36,8 @@ pub struct MovieBody {
     summary = "The movies, their room sizes and their free seats",
     responses(
         (status = 200, body = Vec<MovieBody>),
-        (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+        (status = 401, response = inline(InvalidToken)),
+        (status = 503, response = inline(Unavailable)),
     ))]
 pub async fn movies<S: Store>(
     State(app): State<AppState<S>>,
@@ -88,11 +90,11 @@ pub struct SeatBody {
     summary = "Every seat of a movie: free, held or booked, and whether it is yours",
     params(("movie_id" = String, Path, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", description = "The movie's slug, such as `inception`")),
     responses(
-        (status = 400, description = "`invalid_target`: a control character in the path or query", body = ErrorBody),
+        (status = 400, response = inline(InvalidTarget)),
         (status = 200, body = SeatMapBody),
-        (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
-        (status = 404, description = "`movie_not_found`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+        (status = 401, response = inline(InvalidToken)),
+        (status = 404, response = inline(MovieNotFound)),
+        (status = 503, response = inline(Unavailable)),
     ))]
 pub async fn seat_map<S: Store>(
     State(app): State<AppState<S>>,
@@ -162,10 +164,10 @@ fn render_map(movie: &Movie, round: &Round) -> Marked {
     description = "Public, as a browser's `EventSource` sends no credentials: it names no user. Events as on the seed route.",
     params(("movie_id" = String, Path, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", description = "The movie's slug, such as `inception`")),
     responses(
-        (status = 400, description = "`invalid_target`: a control character in the path or query", body = ErrorBody),
+        (status = 400, response = inline(InvalidTarget)),
         (status = 200, content_type = "text/event-stream", body = crate::http::events::SseEvent, description = "One object per event, as on the seed route"),
-        (status = 404, description = "`movie_not_found`", body = ErrorBody),
-        (status = 503, description = "`too_many_streams` (poll the seat map instead), `service_unavailable`, `timeout`. With `Retry-After`.", body = ErrorBody),
+        (status = 404, response = inline(MovieNotFound)),
+        (status = 503, response = inline(StreamsUnavailable)),
     ))]
 pub async fn events<S: Store>(
     State(app): State<AppState<S>>,

@@ -16,6 +16,10 @@ use crate::domain::{Booking, BookingReference, Hold, Movie, SeatId, SessionId, U
 use crate::domain::{SessionInfo, SessionStatus};
 use crate::http::error::ErrorBody;
 use crate::http::limits::ClientIp;
+use crate::http::metrics::{Api, count_hold};
+use crate::http::wire::responses::{
+    BodyTooLarge, InvalidTarget, InvalidToken, Unavailable, UnsupportedBody,
+};
 use crate::http::wire::rfc3339;
 use crate::http::{AppError, AppState, Json};
 use crate::store::{Store, StoreError, StoreResult};
@@ -155,13 +159,13 @@ pub struct SessionsBody {
     responses(
         (status = 201, body = ApiHoldBody),
         (status = 400, description = "`malformed_json`, `invalid_idempotency_key`; `invalid_target`: a control character in the path or query", body = ErrorBody),
-        (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
+        (status = 401, response = inline(InvalidToken)),
         (status = 404, description = "`movie_not_found`, `seat_not_found`", body = ErrorBody),
         (status = 409, description = "`seat_taken` (with `seats` and `suggestion`), `not_enough_seats` (with `free`), `held_too_long` (with `Retry-After`), `idempotency_key_in_flight` (with `Retry-After`)", body = ErrorBody),
-        (status = 413, description = "`body_too_large`", body = ErrorBody), (status = 415, description = "`unsupported_media_type`: not JSON; `unsupported_content_encoding`: a `Content-Encoding` other than `identity` (with `Accept-Encoding: identity`)", body = ErrorBody),
+        (status = 413, response = inline(BodyTooLarge)), (status = 415, response = inline(UnsupportedBody)),
         (status = 422, description = "`invalid_body` (also JSON that is not an object), `invalid_seat_id`, `duplicate_seat`, `too_many_seats`, `idempotency_key_reused`", body = ErrorBody),
         (status = 429, description = "`hold_limit`, `address_hold_limit`; `rate_limited` (with `Retry-After`); `idempotency_key_limit`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+        (status = 503, response = inline(Unavailable)),
     ))]
 pub async fn hold<S: Store>(
     State(app): State<AppState<S>>,
@@ -205,7 +209,14 @@ pub async fn hold<S: Store>(
         client,
         units: seats,
     };
-    match execute(&app, change, command, key, &fingerprint).await {
+    let outcome = execute(&app, change, command, key, &fingerprint).await;
+    count_hold(
+        Api::V1,
+        outcome
+            .as_ref()
+            .map(|keyed| matches!(keyed, Keyed::Done(_))),
+    );
+    match outcome {
         Err(StoreError::SeatTaken(taken)) if !asked.is_empty() => Err(AppError::SeatsTaken {
             seats: taken,
             suggestion: counter_offer(&app, &user, &movie, &asked).await,
@@ -257,8 +268,7 @@ async fn counter_offer<S: Store>(
         .filter(|s| s.status == SessionStatus::Held)
         .map(|s| s.seats.len())
         .sum();
-    let quota = (app.api.max_holds_per_user as usize).saturating_sub(held);
-    if quota < asked.len() {
+    if !app.api.hold_policy.user_may_hold(held, asked.len()) {
         return None;
     }
     let taken = taken.ok()?;
@@ -269,11 +279,11 @@ async fn counter_offer<S: Store>(
     summary = "One of your sessions: its seats, status and deadline",
     params(("session_id" = uuid::Uuid, Path, description = "The hold session's id (a UUID)")),
     responses(
-        (status = 400, description = "`invalid_target`: a control character in the path or query", body = ErrorBody),
+        (status = 400, response = inline(InvalidTarget)),
         (status = 200, body = SessionBody),
-        (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
+        (status = 401, response = inline(InvalidToken)),
         (status = 404, description = "`session_not_found` (unknown, malformed, or someone else's)", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+        (status = 503, response = inline(Unavailable)),
     ))]
 pub async fn session<S: Store>(
     State(app): State<AppState<S>>,
@@ -296,8 +306,8 @@ fn parse_session(raw: &str) -> Result<SessionId, AppError> {
     summary = "Your live holds and bookings, oldest first",
     responses(
         (status = 200, body = SessionsBody),
-        (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+        (status = 401, response = inline(InvalidToken)),
+        (status = 503, response = inline(Unavailable)),
     ))]
 pub async fn my_sessions<S: Store>(
     State(app): State<AppState<S>>,
@@ -316,13 +326,13 @@ pub async fn my_sessions<S: Store>(
     responses(
         (status = 200, body = SessionBody),
         (status = 400, description = "`invalid_idempotency_key`; `invalid_target`: a control character in the path or query", body = ErrorBody),
-        (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
+        (status = 401, response = inline(InvalidToken)),
         (status = 404, description = "`session_not_found`", body = ErrorBody),
         (status = 409, description = "`extension_limit`, `already_confirmed`, `idempotency_key_in_flight`", body = ErrorBody),
         (status = 410, description = "`hold_expired`, `hold_released`", body = ErrorBody),
         (status = 422, description = "`idempotency_key_reused`", body = ErrorBody),
         (status = 429, description = "`rate_limited` (with `Retry-After`); `idempotency_key_limit`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+        (status = 503, response = inline(Unavailable)),
     ))]
 pub async fn extend<S: Store>(
     State(app): State<AppState<S>>,
@@ -343,13 +353,13 @@ pub async fn extend<S: Store>(
     responses(
         (status = 200, body = ApiBookingBody),
         (status = 400, description = "`invalid_idempotency_key`; `invalid_target`: a control character in the path or query", body = ErrorBody),
-        (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
+        (status = 401, response = inline(InvalidToken)),
         (status = 404, description = "`session_not_found`", body = ErrorBody),
         (status = 409, description = "`idempotency_key_in_flight`", body = ErrorBody),
         (status = 410, description = "`hold_expired`, `hold_released`", body = ErrorBody),
         (status = 422, description = "`idempotency_key_reused`", body = ErrorBody),
         (status = 429, description = "`rate_limited` (with `Retry-After`); `idempotency_key_limit`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+        (status = 503, response = inline(Unavailable)),
     ))]
 pub async fn confirm<S: Store>(
     State(app): State<AppState<S>>,
@@ -368,13 +378,13 @@ pub async fn confirm<S: Store>(
     summary = "Give every seat of a session back",
     params(("session_id" = uuid::Uuid, Path, description = "The hold session's id (a UUID)")),
     responses(
-        (status = 400, description = "`invalid_target`: a control character in the path or query", body = ErrorBody),
+        (status = 400, response = inline(InvalidTarget)),
         (status = 204, description = "Released (again: releasing twice is harmless)"),
-        (status = 401, description = "`invalid_token`: no bearer token, or not one of ours", body = ErrorBody),
+        (status = 401, response = inline(InvalidToken)),
         (status = 404, description = "`session_not_found`", body = ErrorBody),
         (status = 409, description = "`already_confirmed`", body = ErrorBody),
         (status = 410, description = "`hold_expired`", body = ErrorBody),
-        (status = 503, description = "`service_unavailable`, `overloaded`, `timeout`; for a change also `outcome_unknown` (it may have taken effect). With `Retry-After`.", body = ErrorBody),
+        (status = 503, response = inline(Unavailable)),
     ))]
 pub async fn release<S: Store>(
     State(app): State<AppState<S>>,

@@ -83,8 +83,10 @@ mod sql {
          delete from hold_sessions s using doomed d where s.id = d.id";
 
     /// Seats taken now (live holds and bookings) in a room.
-    pub const TAKEN: &str = "select seat_id from seat_holds
-         where movie_id = $1 and (status = 'confirmed' or expires_at > now())";
+    pub const TAKEN: &str = concat!(
+        "select seat_id from seat_holds where movie_id = $1 and ",
+        live_seat!()
+    );
 
     /// Sessions as their owner sees them. A held one is expired once its deadline passed or
     /// some of its seats went to someone else (taken over after it lapsed).

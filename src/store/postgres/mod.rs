@@ -28,6 +28,41 @@ use crate::domain::{SessionInfo, SessionStatus, Verdict};
 use crate::events::Hub;
 use crate::reports::{Report, Rows};
 
+/// The store's statements' one copy of the live-seat rule (`domain::seat_is_live`): a row of
+/// `seat_holds` is taken if booked, or held and not past its deadline. Columns of `seat_holds`,
+/// or of the alias given. (The functions of the migrations say it too: migrations/schema.sql.)
+macro_rules! live_seat {
+    () => {
+        live_seat!("")
+    };
+    ($alias:literal) => {
+        concat!(
+            "(",
+            $alias,
+            "status = 'confirmed' or ",
+            $alias,
+            "expires_at > now())"
+        )
+    };
+}
+
+/// The lapsed-session rule (`SessionStatus::lapsed`) for the columns of `hold_sessions`, or of
+/// the alias given: held, and past its deadline.
+macro_rules! lapsed_session {
+    () => {
+        lapsed_session!("")
+    };
+    ($alias:literal) => {
+        concat!(
+            "(",
+            $alias,
+            "status = 'held' and ",
+            $alias,
+            "expires_at <= now())"
+        )
+    };
+}
+
 mod api;
 mod hold;
 mod link;
@@ -289,23 +324,23 @@ impl PgStore {
         session: SessionId,
         user: &UserId,
     ) -> StoreResult<LockedSession> {
-        let seats: Vec<String> = sqlx::query_scalar(
-            r#"select seat_id from seat_holds
-               where session_id = $1 and user_id = $2
-                 and (status = 'confirmed' or expires_at > now())
-               order by seat_id collate "C" for update"#,
-        )
+        let seats: Vec<String> = sqlx::query_scalar(concat!(
+            "select seat_id from seat_holds where session_id = $1 and user_id = $2 and ",
+            live_seat!(),
+            r#" order by seat_id collate "C" for update"#
+        ))
         .persistent(self.link.persistent())
         .bind(session.0)
         .bind(user.as_str())
         .fetch_all(&mut *conn)
         .await
         .map_err(classify)?;
-        let row: Option<SessionRow> = sqlx::query_as(
-            "select movie_id, seat_count, status, (status = 'held' and expires_at <= now()) as lapsed,
-                    created_at, expires_at, extensions, booking_reference
-             from hold_sessions where id = $1 and user_id = $2 for update",
-        )
+        let row: Option<SessionRow> = sqlx::query_as(concat!(
+            "select movie_id, seat_count, status, ",
+            lapsed_session!(),
+            " as lapsed, created_at, expires_at, extensions, booking_reference
+             from hold_sessions where id = $1 and user_id = $2 for update"
+        ))
         .persistent(self.link.persistent())
         .bind(session.0)
         .bind(user.as_str())
@@ -517,11 +552,12 @@ impl Catalogue for PgStore {
 impl Seats for PgStore {
     async fn seat_map(&self, movie_id: &str) -> StoreResult<Vec<TakenSeat>> {
         let mut session = self.link.session().await.map_err(classify)?;
-        let rows: Vec<(String, String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
-            r#"select seat_id, user_id, status = 'confirmed', expires_at from seat_holds
-               where movie_id = $1 and (status = 'confirmed' or expires_at > now())
-               order by seat_id collate "C""#,
-        )
+        let rows: Vec<(String, String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(concat!(
+            "select seat_id, user_id, status = 'confirmed', expires_at from seat_holds
+             where movie_id = $1 and ",
+            live_seat!(),
+            r#" order by seat_id collate "C""#
+        ))
         .persistent(self.link.persistent())
         .bind(movie_id)
         .fetch_all(&mut *session)
