@@ -75,6 +75,9 @@ impl<Req: Send + 'static, Res: Send + 'static> Batcher<Req, Res> {
         let receiver = Arc::new(Mutex::new(receiver));
         let health = Arc::new(Health::default());
         for _ in 0..workers.max(1) {
+            // Running from now: a worker spawned is one that will take requests, so the store
+            // is ready before the runtime first polls it.
+            health.running.fetch_add(1, Ordering::SeqCst);
             let (receiver, health, decide) = (receiver.clone(), health.clone(), decide.clone());
             tokio::spawn(supervise(health, move || {
                 work(receiver.clone(), max_batch.max(1), decide.clone())
@@ -150,7 +153,8 @@ impl Drop for Abandon {
 }
 
 /// Runs the worker `make` builds, and builds another when one dies; returns once a worker
-/// ends by itself (every sender is gone).
+/// ends by itself (every sender is gone). Counted in `running` from before it starts, until
+/// it dies, and again from its restart.
 async fn supervise<W, Fut>(health: Arc<Health>, make: W)
 where
     W: Fn() -> Fut,
@@ -160,7 +164,6 @@ where
     let mut died_soon_before = false;
     loop {
         let started = Instant::now();
-        health.running.fetch_add(1, Ordering::SeqCst);
         let ended = tokio::spawn(make()).await;
         health.running.fetch_sub(1, Ordering::SeqCst);
         match ended {
@@ -178,6 +181,7 @@ where
                     "a hold worker died; its requests were answered 503 outcome_unknown"
                 );
                 tokio::time::sleep(pause).await;
+                health.running.fetch_add(1, Ordering::SeqCst);
             }
             _ => return,
         }
@@ -269,6 +273,14 @@ mod tests {
         fn seen(&self) -> Vec<u32> {
             self.seen.lock().unwrap().clone()
         }
+    }
+
+    /// Ready as soon as it is made, before the runtime has polled any worker (here, a
+    /// single-threaded runtime that has not yielded): a new store is not refused a moment.
+    #[tokio::test]
+    async fn a_new_batcher_is_ready_before_its_workers_first_run() {
+        let batcher = Probe::new(1).batcher(2, 4);
+        assert!(batcher.ready());
     }
 
     /// Request 1, which the worker takes and holds on to until the probe gets permits.
