@@ -80,7 +80,7 @@ async fn in_batches<F: Future<Output = StoreResult<u64>>>(
 mod tests {
     use super::*;
     use crate::booking::HoldPolicy;
-    use crate::domain::{SeatId, UserId};
+    use crate::domain::{ScreeningId, SeatId, UserId};
     use crate::store::{Catalogue, MemoryStore, Seats, StoreError};
 
     #[tokio::test]
@@ -90,7 +90,10 @@ mod tests {
             session_retention: Duration::from_millis(1),
             ..HoldPolicy::default()
         });
-        let movie = store.movie("inception").await.unwrap();
+        let movie = store
+            .movie(&ScreeningId::parse("inception").unwrap())
+            .await
+            .unwrap();
         let alice = UserId::parse("alice".to_owned()).unwrap();
         let seats = vec![SeatId::parse("A1").unwrap()];
         let hold = store.hold(&movie, seats, &alice, None).await.unwrap();

@@ -332,7 +332,7 @@ async fn a_subscriber_that_falls_behind_gets_a_snapshot_and_ends_up_right() {
 
     // Far more than the socket buffers and the hub's replay hold, while the client reads
     // nothing; then one last hold to wait for.
-    let movie = store.movie("inception").await.unwrap();
+    let movie = store.movie(&common::screening("inception")).await.unwrap();
     let user = UserId::parse("cycler".into()).unwrap();
     let seat = SeatId::parse("D4").unwrap();
     for _ in 0..100_000 {

@@ -15,7 +15,7 @@ fn user(name: &str) -> UserId {
 }
 
 async fn hold(store: &PgStore, ids: &[&str], who: &str) -> Result<Hold, StoreError> {
-    let movie = store.movie("inception").await.unwrap();
+    let movie = store.movie(&common::screening("inception")).await.unwrap();
     let seats = ids.iter().map(|id| SeatId::parse(id).unwrap()).collect();
     store.hold(&movie, seats, &user(who), None).await
 }

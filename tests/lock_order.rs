@@ -25,7 +25,10 @@ async fn confirms_releases_takeovers_and_reapers_at_the_deadline_never_deadlock(
         db.store(policy(TTL, 8), 8).await,
         db.store(policy(TTL, 8), 8).await,
     ];
-    let room = stores[0].movie("the-grand-budapest-hotel").await.unwrap();
+    let room = stores[0]
+        .movie(&common::screening("the-grand-budapest-hotel"))
+        .await
+        .unwrap();
     let deadlocks_before = deadlocks(&admin).await;
 
     for round in 0..ROUNDS {

@@ -78,7 +78,7 @@ async fn operations_read_only_their_rows(statistics: Statistics) {
         .await
         .unwrap();
     let store = PgStore::new(pool, policy(LONG_TTL, 8));
-    let room = store.movie("room-1").await.unwrap();
+    let room = store.movie(&common::screening("room-1")).await.unwrap();
 
     // Every operation, enough times for each statement to settle on a cached plan.
     for i in 0..8 {
@@ -94,7 +94,7 @@ async fn operations_read_only_their_rows(statistics: Statistics) {
     fill(&admin, BOOKINGS + LIVE, EXPIRED, "expired").await;
 
     // The same operations on the full tables, one at a time, counted.
-    let room = store.movie("room-9").await.unwrap();
+    let room = store.movie(&common::screening("room-9")).await.unwrap();
     let user = user("late");
     // Pairs of seats, held as `hold` does, on the pool's one connection, the one counted here.
     let pair = |first: u32| {

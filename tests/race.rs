@@ -21,7 +21,10 @@ const IN_FLIGHT: usize = 1_000;
 /// Fires `ATTEMPTS` holds on one seat, each from its own user, spread over `stores`, with at
 /// most `IN_FLIGHT` at once. Asserts exactly one success and `seat_taken` for all others.
 async fn one_seat_rush<S: Store>(stores: Vec<S>, label: &str) {
-    let movie = stores[0].movie("inception").await.unwrap();
+    let movie = stores[0]
+        .movie(&common::screening("inception"))
+        .await
+        .unwrap();
     let seat = movie.seat("C4").unwrap();
     let gate = Arc::new(Semaphore::new(IN_FLIGHT));
     let started = Instant::now();
@@ -242,7 +245,10 @@ async fn many_users_racing_for_many_seats_never_share_one() {
 async fn one_failing_request_does_not_fail_its_batch() {
     let db = TestDb::new().await;
     let store = db.store(policy(LONG_TTL, 8), 4).await;
-    let room = store.movie("the-grand-budapest-hotel").await.unwrap();
+    let room = store
+        .movie(&common::screening("the-grand-budapest-hotel"))
+        .await
+        .unwrap();
     let gone = boxoffice::domain::Movie {
         id: "closed-for-repairs".into(),
         ..room.clone()

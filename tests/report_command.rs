@@ -44,7 +44,7 @@ async fn database_with_a_hard_title() -> TestDb {
         .await
         .unwrap();
     let store = db.store(policy(LONG_TTL, 8), 2).await;
-    let movie = store.movie("tiger").await.unwrap();
+    let movie = store.movie(&common::screening("tiger")).await.unwrap();
     let alice = UserId::parse("alice".to_owned()).unwrap();
     let hold = store
         .hold(&movie, vec![SeatId::parse("B3").unwrap()], &alice, None)

@@ -27,7 +27,7 @@ async fn try_hold(
     ids: &[&str],
     who: &str,
 ) -> Result<Hold, StoreError> {
-    let movie = store.movie(movie).await.unwrap();
+    let movie = store.movie(&common::screening(movie)).await.unwrap();
     let seats = ids.iter().map(|id| SeatId::parse(id).unwrap()).collect();
     store.hold(&movie, seats, &user(who), None).await
 }

@@ -58,3 +58,73 @@ pub fn seed_movies() -> Vec<Movie> {
     })
     .collect()
 }
+
+/// A screening's id: today a movie's slug, such as `inception` (lowercase letters and digits
+/// in words joined by single dashes, at most `MAX_LEN`). The tutorial's wire name for it is
+/// `movie_id`. Parsed once where a request names it, so no store is asked about ids that
+/// cannot exist.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ScreeningId(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a screening id is lowercase letters and digits in words joined by dashes")]
+pub struct ScreeningIdError;
+
+impl ScreeningId {
+    pub const MAX_LEN: usize = 100;
+
+    pub fn parse(raw: &str) -> Result<Self, ScreeningIdError> {
+        let valid = (1..=Self::MAX_LEN).contains(&raw.len())
+            && raw.split('-').all(|word| {
+                !word.is_empty()
+                    && word
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
+        if !valid {
+            return Err(ScreeningIdError);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ScreeningId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn screening_ids_are_slugs() {
+        for good in [
+            "inception",
+            "dune-part-two",
+            "the-grand-budapest-hotel",
+            "film-2",
+        ] {
+            assert_eq!(ScreeningId::parse(good).unwrap().as_str(), good);
+        }
+        let long = "a".repeat(ScreeningId::MAX_LEN + 1);
+        for bad in [
+            "",
+            "Inception",
+            "dune--two",
+            "-dune",
+            "dune-",
+            "dune two",
+            "dune_two",
+            "é",
+            &long,
+        ] {
+            assert_eq!(ScreeningId::parse(bad), Err(ScreeningIdError), "{bad:?}");
+        }
+    }
+}

@@ -243,8 +243,30 @@ impl BookingReference {
     }
 }
 
-/// Longest `Idempotency-Key` accepted: 1 to this many visible ASCII characters.
-pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+/// An idempotency key: 1 to `MAX_LEN` visible ASCII characters, as the client chose them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an idempotency key is 1 to 255 visible ASCII characters")]
+pub struct IdempotencyKeyError;
+
+impl IdempotencyKey {
+    pub const MAX_LEN: usize = 255;
+
+    pub fn parse(raw: &[u8]) -> Result<Self, IdempotencyKeyError> {
+        let valid =
+            (1..=Self::MAX_LEN).contains(&raw.len()) && raw.iter().all(u8::is_ascii_graphic);
+        if !valid {
+            return Err(IdempotencyKeyError);
+        }
+        Ok(Self(String::from_utf8_lossy(raw).into_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// A hold session id (a UUID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -371,6 +393,23 @@ mod tests {
             assert_eq!(UserId::parse_api(bad), Err(UserIdError), "{bad:?}");
         }
         assert!(UserId::parse_api("v1.0123456789abcdef0123456789abcdef").is_ok());
+    }
+
+    #[test]
+    fn idempotency_keys_are_short_visible_ascii() {
+        for good in ["k", "order-42/try:1", &"x".repeat(255)] {
+            assert_eq!(
+                IdempotencyKey::parse(good.as_bytes()).unwrap().as_str(),
+                good
+            );
+        }
+        for bad in ["", "with space", "tab\t", "é", &"x".repeat(256)] {
+            assert_eq!(
+                IdempotencyKey::parse(bad.as_bytes()),
+                Err(IdempotencyKeyError),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod seating;
 mod seats;
 mod session;
 
-pub use catalogue::{Movie, seed_movies};
+pub use catalogue::{Movie, ScreeningId, ScreeningIdError, seed_movies};
 pub use ids::*;
 pub use seats::*;
 pub use session::*;

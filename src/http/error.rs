@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::booking::Refusal;
-use crate::domain::{SeatId, SeatIdError, SessionIdError, UserIdError};
+use crate::domain::{ScreeningIdError, SeatId, SeatIdError, SessionIdError, UserIdError};
 use crate::reports::Report;
 use crate::store::{StoreError, Unavailable};
 
@@ -243,7 +243,7 @@ impl AppError {
                 "invalid_idempotency_key",
                 format!(
                     "an Idempotency-Key is 1 to {} visible ASCII characters",
-                    crate::domain::MAX_IDEMPOTENCY_KEY_LEN
+                    crate::domain::IdempotencyKey::MAX_LEN
                 ),
             ),
             InvalidToken => (
@@ -423,6 +423,13 @@ impl IntoResponse for AppError {
 impl From<Refusal> for AppError {
     fn from(refusal: Refusal) -> Self {
         AppError::from(StoreError::Refused(refusal))
+    }
+}
+
+/// An id no screening can have names none: 404, as an unknown one.
+impl From<ScreeningIdError> for AppError {
+    fn from(_: ScreeningIdError) -> Self {
+        Self::MovieNotFound
     }
 }
 

@@ -38,7 +38,7 @@ use super::seat_maps::Round;
 use super::shares::{Share, Shares};
 use super::wire::optional_rfc3339;
 use super::{AppError, AppState};
-use crate::domain::{Movie, SeatId};
+use crate::domain::{Movie, ScreeningId, SeatId, SeatState};
 use crate::events::{Change, Message, Start, Subscription};
 use crate::store::Store;
 
@@ -162,7 +162,7 @@ pub async fn open<S: Store>(
     headers: &HeaderMap,
 ) -> Result<Response, AppError> {
     let place = app.streams.place(client)?;
-    let movie = app.store.movie(movie_id).await?;
+    let movie = app.store.movie(&ScreeningId::parse(movie_id)?).await?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok());
@@ -311,7 +311,7 @@ fn render(round: &Round) -> axum::body::Bytes {
         .iter()
         .map(|seat| SnapshotSeat {
             seat_id: seat.seat_id.clone(),
-            state: if seat.confirmed { "booked" } else { "held" },
+            state: SeatState::of(Some(seat)).as_str(),
             expires_at: seat.expires_at,
         })
         .collect();

@@ -19,7 +19,8 @@ use crate::booking::{Claim, Command, Effect, HoldPolicy, KEY_LIFETIME, Kept, Key
 
 use crate::domain::seating::Room;
 use crate::domain::{
-    Booking, BookingReference, Hold, Movie, SeatId, SessionId, TakenSeat, UserId, seed_movies,
+    Booking, BookingReference, Hold, Movie, ScreeningId, SeatId, SessionId, TakenSeat, UserId,
+    seed_movies,
 };
 use crate::domain::{SessionInfo, SessionStatus, Verdict, seat_is_live};
 use crate::events::{Change, ChangeKind, Hub};
@@ -637,11 +638,11 @@ impl Catalogue for MemoryStore {
         Ok(movies)
     }
 
-    async fn movie(&self, movie_id: &str) -> StoreResult<Movie> {
+    async fn movie(&self, movie_id: &ScreeningId) -> StoreResult<Movie> {
         self.lock()
             .movies
             .iter()
-            .find(|m| m.id == movie_id)
+            .find(|m| m.id == movie_id.as_str())
             .cloned()
             .ok_or(StoreError::MovieNotFound)
     }

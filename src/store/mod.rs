@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 
 use crate::booking::{Claim, Command, Effect, Final, Kept, Keyed, Refusal};
 use crate::domain::{
-    Booking, Hold, Movie, SeatId, SessionError, SessionId, SessionInfo, TakenSeat, UserId,
+    Booking, Hold, Movie, ScreeningId, SeatId, SeatSet, SeatSetError, SessionError, SessionId,
+    SessionInfo, TakenSeat, UserId,
 };
 use crate::events::Hub;
 use crate::reports::{Report, Rows};
@@ -165,7 +166,7 @@ pub trait Catalogue: Send + Sync {
     fn movies(&self) -> impl Future<Output = StoreResult<Vec<Movie>>> + Send;
 
     /// One movie, or `MovieNotFound`.
-    fn movie(&self, movie_id: &str) -> impl Future<Output = StoreResult<Movie>> + Send;
+    fn movie(&self, movie_id: &ScreeningId) -> impl Future<Output = StoreResult<Movie>> + Send;
 }
 
 /// Seats and the sessions that hold them: the one write path of holds, confirms, releases and
@@ -284,15 +285,12 @@ pub struct Backend<S> {
 }
 
 /// Puts a multi-seat request into lock order (byte order of seat id) and refuses duplicates.
-pub(crate) fn lock_order(mut seats: Vec<SeatId>) -> StoreResult<Vec<SeatId>> {
-    seats.sort();
-    if seats.is_empty() {
-        return Err(StoreError::NoSeats);
+pub(crate) fn lock_order(seats: Vec<SeatId>) -> StoreResult<Vec<SeatId>> {
+    match SeatSet::new(seats, usize::MAX) {
+        Ok(set) => Ok(set.into_vec()),
+        Err(SeatSetError::Duplicate(seat)) => Err(StoreError::DuplicateSeat(seat)),
+        Err(SeatSetError::Empty | SeatSetError::TooMany { .. }) => Err(StoreError::NoSeats),
     }
-    if let Some(pair) = seats.windows(2).find(|pair| pair[0] == pair[1]) {
-        return Err(StoreError::DuplicateSeat(pair[0].clone()));
-    }
-    Ok(seats)
 }
 
 #[cfg(test)]

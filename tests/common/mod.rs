@@ -375,6 +375,12 @@ pub fn metric(body: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
+/// The id of a screening a test names.
+#[allow(dead_code)]
+pub fn screening(id: &str) -> boxoffice::domain::ScreeningId {
+    boxoffice::domain::ScreeningId::parse(id).expect("a screening id")
+}
+
 /// Sends `request` and returns its body as JSON.
 pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
     let response = request.send().await.expect("request");

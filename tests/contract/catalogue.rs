@@ -11,7 +11,9 @@ async fn both_stores_serve_the_seeded_movies<B: Backend>() {
     expected.sort_by(|a, b| a.title.cmp(&b.title));
     assert_eq!(s.store.movies().await.unwrap(), expected);
     assert!(matches!(
-        s.store.movie("no-such-film").await,
+        s.store
+            .movie(&crate::common::screening("no-such-film"))
+            .await,
         Err(StoreError::MovieNotFound)
     ));
 }

@@ -27,7 +27,7 @@ fn seats(ids: &[&str]) -> Vec<SeatId> {
 }
 
 async fn movie<S: Store>(store: &S, id: &str) -> Movie {
-    store.movie(id).await.unwrap()
+    store.movie(&crate::common::screening(id)).await.unwrap()
 }
 
 async fn hold<S: Store>(

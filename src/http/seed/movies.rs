@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::domain::{Movie, SeatId};
+use crate::domain::{Movie, ScreeningId, SeatId};
 use crate::http::seat_maps::{Rendered, Round};
 use crate::http::wire::responses::{InvalidTarget, MovieNotFound, Unavailable};
 use crate::http::{AppError, AppState};
@@ -55,7 +55,7 @@ pub async fn seat_map<S: Store>(
     Path(movie_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let movie = app.store.movie(&movie_id).await?;
+    let movie = app.store.movie(&ScreeningId::parse(&movie_id)?).await?;
     let round = app.seat_maps.round(&app.store, &movie).await?;
     let Rendered { body, etag } = round.tutorial(render);
     let cache = [

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::UserBody;
-use crate::domain::{SeatId, SessionId, UserId};
+use crate::domain::{ScreeningId, SeatId, SessionId, UserId};
 use crate::http::error::ErrorBody;
 use crate::http::limits::ClientIp;
 use crate::http::metrics::{Api, count_hold};
@@ -58,7 +58,7 @@ pub async fn hold<S: Store>(
     Json(body): Json<UserBody>,
 ) -> Result<(StatusCode, axum::Json<HoldBody>), AppError> {
     let user = UserId::parse(body.user_id)?;
-    let movie = app.store.movie(&movie_id).await?;
+    let movie = app.store.movie(&ScreeningId::parse(&movie_id)?).await?;
     let seat = movie.seat(&seat_id)?;
     app.limiter.spend(user.as_str(), client, 1)?;
     let hold = app

@@ -10,7 +10,7 @@ use tokio::sync::OnceCell;
 
 use crate::booking::HoldPolicy;
 use crate::config::Secret;
-use crate::domain::{MAX_IDEMPOTENCY_KEY_LEN, UserId};
+use crate::domain::{IdempotencyKey, UserId};
 use crate::http::extract::bearer_token;
 use crate::http::{AppError, AppState};
 use crate::identity::Identities;
@@ -75,22 +75,18 @@ impl<S: Store> FromRequestParts<AppState<S>> for Caller {
 }
 
 /// An `Idempotency-Key` header, if the request has one.
-pub struct IdempotencyKey(Option<String>);
+pub struct KeyHeader(pub Option<IdempotencyKey>);
 
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+impl<S: Send + Sync> FromRequestParts<S> for KeyHeader {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
         let Some(value) = parts.headers.get("idempotency-key") else {
             return Ok(Self(None));
         };
-        let key = value.as_bytes();
-        let valid = (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&key.len())
-            && key.iter().all(u8::is_ascii_graphic);
-        if !valid {
-            return Err(AppError::InvalidIdempotencyKey);
-        }
-        Ok(Self(Some(String::from_utf8_lossy(key).into_owned())))
+        let key =
+            IdempotencyKey::parse(value.as_bytes()).map_err(|_| AppError::InvalidIdempotencyKey)?;
+        Ok(Self(Some(key)))
     }
 }
 

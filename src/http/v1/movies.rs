@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::Caller;
-use crate::domain::{Movie, SeatId, TakenSeat, UserId};
+use crate::domain::{Movie, ScreeningId, SeatId, SeatState, TakenSeat, UserId};
 use crate::http::limits::ClientIp;
 use crate::http::seat_maps::{Marked, Round};
 use crate::http::wire::optional_rfc3339;
@@ -101,7 +101,7 @@ pub async fn seat_map<S: Store>(
     Caller(user): Caller,
     Path(movie_id): Path<String>,
 ) -> Result<Response, AppError> {
-    let movie = app.store.movie(&movie_id).await?;
+    let movie = app.store.movie(&ScreeningId::parse(&movie_id)?).await?;
     let round = app.seat_maps.round(&app.store, &movie).await?;
     let body = round.api(|round| render_map(&movie, round)).for_user(&user);
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
@@ -118,11 +118,7 @@ fn render_map(movie: &Movie, round: &Round) -> Marked {
             let seat = taken.get(&seat_id);
             holders.push(seat.map(|t| &t.user_id));
             SeatBody {
-                state: match seat {
-                    None => "free",
-                    Some(t) if t.confirmed => "booked",
-                    Some(_) => "held",
-                },
+                state: SeatState::of(seat.copied()).as_str(),
                 expires_at: seat.and_then(|t| t.expires_at),
                 yours: false,
                 seat_id,

@@ -8,11 +8,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Caller, IdempotencyKey};
+use super::{Caller, KeyHeader};
 use crate::booking::{Claim, Kept, Keyed};
 use crate::booking::{Command, Effect, Refusal, Want};
 use crate::domain::seating::Room;
-use crate::domain::{Booking, BookingReference, Hold, Movie, SeatId, SessionId, UserId};
+use crate::domain::{
+    Booking, BookingReference, Hold, IdempotencyKey, Movie, ScreeningId, SeatId, SeatSet,
+    SeatSetError, SessionId, UserId,
+};
 use crate::domain::{SessionInfo, SessionStatus};
 use crate::http::error::ErrorBody;
 use crate::http::limits::ClientIp;
@@ -171,11 +174,11 @@ pub async fn hold<S: Store>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
     client: ClientIp,
-    IdempotencyKey(key): IdempotencyKey,
+    KeyHeader(key): KeyHeader,
     Path(movie_id): Path<String>,
     Json(body): Json<HoldRequest>,
 ) -> Result<Response, AppError> {
-    let movie = app.store.movie(&movie_id).await?;
+    let movie = app.store.movie(&ScreeningId::parse(&movie_id)?).await?;
     let want = body.parse(&movie, app.api.max_seats_per_hold)?;
     let seats = match &want {
         Want::Seats(seats) => seats.len(),
@@ -230,18 +233,17 @@ impl HoldRequest {
     fn parse(self, movie: &Movie, max: usize) -> Result<Want, AppError> {
         match (self.seat_ids, self.quantity) {
             (Some(ids), None) => {
-                if !(1..=max).contains(&ids.len()) {
-                    return Err(AppError::TooManySeats { max });
-                }
-                let mut seats = ids
+                let seats = ids
                     .iter()
                     .map(|id| movie.seat(id))
                     .collect::<Result<Vec<_>, _>>()?;
-                seats.sort();
-                if let Some(pair) = seats.windows(2).find(|pair| pair[0] == pair[1]) {
-                    return Err(AppError::DuplicateSeat(pair[0].clone()));
+                match SeatSet::new(seats, max) {
+                    Ok(seats) => Ok(Want::Seats(seats.into_vec())),
+                    Err(SeatSetError::Duplicate(seat)) => Err(AppError::DuplicateSeat(seat)),
+                    Err(SeatSetError::Empty | SeatSetError::TooMany { .. }) => {
+                        Err(AppError::TooManySeats { max })
+                    }
                 }
-                Ok(Want::Seats(seats))
             }
             (None, Some(quantity)) if (1..=max).contains(&quantity) => Ok(Want::Best(quantity)),
             (None, Some(_)) => Err(AppError::TooManySeats { max }),
@@ -338,7 +340,7 @@ pub async fn extend<S: Store>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
     client: ClientIp,
-    IdempotencyKey(key): IdempotencyKey,
+    KeyHeader(key): KeyHeader,
     Path(session_id): Path<String>,
 ) -> Result<Response, AppError> {
     let session = parse_session(&session_id)?;
@@ -365,7 +367,7 @@ pub async fn confirm<S: Store>(
     State(app): State<AppState<S>>,
     Caller(user): Caller,
     client: ClientIp,
-    IdempotencyKey(key): IdempotencyKey,
+    KeyHeader(key): KeyHeader,
     Path(session_id): Path<String>,
 ) -> Result<Response, AppError> {
     let session = parse_session(&session_id)?;
@@ -423,14 +425,14 @@ async fn execute<S: Store>(
     app: &AppState<S>,
     change: Change<'_>,
     command: Command,
-    key: Option<String>,
+    key: Option<IdempotencyKey>,
     fingerprint: &str,
 ) -> StoreResult<Keyed> {
     let spend = || {
         app.limiter
             .spend(change.user.as_str(), change.client, change.units)
     };
-    let Some(key) = key.as_deref() else {
+    let Some(key) = key.as_ref().map(IdempotencyKey::as_str) else {
         spend().map_err(StoreError::Refused)?;
         return app.store.execute(change.user, command, None).await;
     };

@@ -23,7 +23,9 @@ use crate::booking::{Claim, Keyed};
 
 use crate::booking::{Command, HoldPolicy};
 
-use crate::domain::{Booking, BookingReference, Hold, Movie, SeatId, SessionId, TakenSeat, UserId};
+use crate::domain::{
+    Booking, BookingReference, Hold, Movie, ScreeningId, SeatId, SessionId, TakenSeat, UserId,
+};
 use crate::domain::{SessionInfo, SessionStatus, Verdict};
 use crate::events::Hub;
 use crate::reports::{Report, Rows};
@@ -522,7 +524,8 @@ impl Catalogue for PgStore {
         Ok(movies)
     }
 
-    async fn movie(&self, movie_id: &str) -> StoreResult<Movie> {
+    async fn movie(&self, movie_id: &ScreeningId) -> StoreResult<Movie> {
+        let movie_id = movie_id.as_str();
         if let Some(movie) = self
             .movies
             .read()
