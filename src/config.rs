@@ -250,39 +250,10 @@ impl Config {
             database_direct_url: get("DATABASE_DIRECT_URL").map(DatabaseUrl::new),
             bind_addr: parse(&get, "BIND_ADDR", d.bind_addr)?,
             metrics_addr: parse(&get, "METRICS_ADDR", d.metrics_addr)?,
-            hold: HoldPolicy {
-                ttl: seconds(&get, "HOLD_TTL_SECS", d.hold.ttl)?,
-                max_holds_per_user: positive(
-                    &get,
-                    "MAX_HOLDS_PER_USER",
-                    d.hold.max_holds_per_user,
-                )?,
-                max_holds_per_address: parse(
-                    &get,
-                    "MAX_HOLDS_PER_IP",
-                    d.hold.max_holds_per_address,
-                )?,
-                max_extensions: parse(&get, "MAX_HOLD_EXTENSIONS", d.hold.max_extensions)?,
-                max_lifetime: seconds(&get, "MAX_HOLD_LIFETIME_SECS", d.hold.max_lifetime)?,
-                rehold_window: seconds(&get, "REHOLD_WINDOW_SECS", d.hold.rehold_window)?,
-                session_retention: seconds(
-                    &get,
-                    "SESSION_RETENTION_SECS",
-                    d.hold.session_retention,
-                )?,
-            },
+            hold: hold_policy(&get, d.hold)?,
             reaper_interval: seconds(&get, "REAPER_INTERVAL_SECS", d.reaper_interval)?,
             reaper_batch_size: positive(&get, "REAPER_BATCH_SIZE", d.reaper_batch_size)?,
-            pool: PoolSettings {
-                max_connections: positive(&get, "DB_MAX_CONNECTIONS", d.pool.max_connections)?,
-                acquire_timeout: seconds(&get, "DB_ACQUIRE_TIMEOUT_SECS", d.pool.acquire_timeout)?,
-                statement_timeout: seconds(
-                    &get,
-                    "DB_STATEMENT_TIMEOUT_SECS",
-                    d.pool.statement_timeout,
-                )?,
-                pooler: parse(&get, "DATABASE_POOLER", d.pool.pooler)?,
-            },
+            pool: pool_settings(&get, &d.pool)?,
             static_dir: get("STATIC_DIR").map_or(d.static_dir, PathBuf::from),
             request_timeout: seconds(&get, "REQUEST_TIMEOUT_SECS", d.request_timeout)?,
             body_read_timeout: seconds(&get, "BODY_READ_TIMEOUT_SECS", d.body_read_timeout)?,
@@ -306,54 +277,23 @@ impl Config {
             seed_api: parse(&get, "SEED_API", d.seed_api)?,
             identity_secret: secret(&get, "IDENTITY_SECRET")?,
             identity_secret_previous: secret(&get, "IDENTITY_SECRET_PREVIOUS")?,
-            connections: ConnectionLimits {
-                header_read_timeout: seconds(
-                    &get,
-                    "HEADER_READ_TIMEOUT_SECS",
-                    d.connections.header_read_timeout,
-                )?,
-                max_header_bytes: parse(&get, "MAX_HEADER_BYTES", d.connections.max_header_bytes)?,
-                max_connections: positive(&get, "MAX_CONNECTIONS", d.connections.max_connections)?,
-                max_connections_per_ip: parse(
-                    &get,
-                    "MAX_CONNECTIONS_PER_IP",
-                    d.connections.max_connections_per_ip,
-                )?,
-                trusted_proxies: trusted_proxies.clone(),
-                response_write_timeout: seconds(
-                    &get,
-                    "RESPONSE_WRITE_TIMEOUT_SECS",
-                    d.connections.response_write_timeout,
-                )?,
-                shutdown_timeout: seconds(
-                    &get,
-                    "SHUTDOWN_TIMEOUT_SECS",
-                    d.connections.shutdown_timeout,
-                )?,
-            },
-            rate_limits: RateLimits {
-                seats_per_user: parse(&get, "HOLD_SEATS_PER_MINUTE", d.rate_limits.seats_per_user)?,
-                seats_per_ip: parse(
-                    &get,
-                    "HOLD_SEATS_PER_MINUTE_PER_IP",
-                    d.rate_limits.seats_per_ip,
-                )?,
-                identities_per_ip: parse(
-                    &get,
-                    "IDENTITIES_PER_MINUTE_PER_IP",
-                    d.rate_limits.identities_per_ip,
-                )?,
-                trusted_proxies,
-            },
+            connections: connection_limits(&get, &d.connections, &trusted_proxies)?,
+            rate_limits: rate_limits(&get, &d.rate_limits, trusted_proxies)?,
         };
-        if config.connections.max_header_bytes < MIN_HEADER_BYTES {
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The rules between settings, and the lower bounds no single setting's parse knows.
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.connections.max_header_bytes < MIN_HEADER_BYTES {
             return Err(ConfigError {
                 name: "MAX_HEADER_BYTES",
-                value: config.connections.max_header_bytes.to_string(),
+                value: self.connections.max_header_bytes.to_string(),
                 reason: format!("must be at least {MIN_HEADER_BYTES}"),
             });
         }
-        if let Some(token) = &config.reports_token
+        if let Some(token) = &self.reports_token
             && token.expose().len() < MIN_REPORTS_TOKEN_LEN
         {
             return Err(ConfigError {
@@ -365,7 +305,7 @@ impl Config {
                 ),
             });
         }
-        if config.pool.pooler == Pooler::Transaction && config.database_direct_url.is_none() {
+        if self.pool.pooler == Pooler::Transaction && self.database_direct_url.is_none() {
             return Err(ConfigError {
                 name: "DATABASE_DIRECT_URL",
                 value: String::new(),
@@ -375,32 +315,28 @@ impl Config {
                     .into(),
             });
         }
-        if config.body_read_timeout >= config.request_timeout {
+        if self.body_read_timeout >= self.request_timeout {
             return Err(ConfigError {
                 name: "BODY_READ_TIMEOUT_SECS",
-                value: config.body_read_timeout.as_secs_f64().to_string(),
+                value: self.body_read_timeout.as_secs_f64().to_string(),
                 reason: "must be less than REQUEST_TIMEOUT_SECS, so that a stalled body is \
                          answered 408 before the request times out"
                     .into(),
             });
         }
-        if config.connections.shutdown_timeout <= config.request_timeout {
+        if self.connections.shutdown_timeout <= self.request_timeout {
             return Err(ConfigError {
                 name: "SHUTDOWN_TIMEOUT_SECS",
-                value: config
-                    .connections
-                    .shutdown_timeout
-                    .as_secs_f64()
-                    .to_string(),
+                value: self.connections.shutdown_timeout.as_secs_f64().to_string(),
                 reason: "must be more than REQUEST_TIMEOUT_SECS, so that every request in flight \
                          at shutdown is answered before its connection is closed"
                     .into(),
             });
         }
-        if config.hold_queue().start_within.is_zero() {
+        if self.hold_queue().start_within.is_zero() {
             return Err(ConfigError {
                 name: "REQUEST_TIMEOUT_SECS",
-                value: config.request_timeout.as_secs_f64().to_string(),
+                value: self.request_timeout.as_secs_f64().to_string(),
                 reason: format!(
                     "must be more than DB_ACQUIRE_TIMEOUT_SECS + DB_STATEMENT_TIMEOUT_SECS + {}, \
                      so that a change that has started is answered before the request times out",
@@ -408,7 +344,7 @@ impl Config {
                 ),
             });
         }
-        Ok(config)
+        Ok(())
     }
 
     /// The hold queue: a hold waits for a worker only as long as what is left of its time
@@ -420,6 +356,70 @@ impl Config {
             start_within: self.request_timeout.saturating_sub(database),
         }
     }
+}
+
+/// The rules holds are granted under.
+fn hold_policy(
+    get: &impl Fn(&'static str) -> Option<String>,
+    d: HoldPolicy,
+) -> Result<HoldPolicy, ConfigError> {
+    Ok(HoldPolicy {
+        ttl: seconds(get, "HOLD_TTL_SECS", d.ttl)?,
+        max_holds_per_user: positive(get, "MAX_HOLDS_PER_USER", d.max_holds_per_user)?,
+        max_holds_per_address: parse(get, "MAX_HOLDS_PER_IP", d.max_holds_per_address)?,
+        max_extensions: parse(get, "MAX_HOLD_EXTENSIONS", d.max_extensions)?,
+        max_lifetime: seconds(get, "MAX_HOLD_LIFETIME_SECS", d.max_lifetime)?,
+        rehold_window: seconds(get, "REHOLD_WINDOW_SECS", d.rehold_window)?,
+        session_retention: seconds(get, "SESSION_RETENTION_SECS", d.session_retention)?,
+    })
+}
+
+/// The database pool.
+fn pool_settings(
+    get: &impl Fn(&'static str) -> Option<String>,
+    d: &PoolSettings,
+) -> Result<PoolSettings, ConfigError> {
+    Ok(PoolSettings {
+        max_connections: positive(get, "DB_MAX_CONNECTIONS", d.max_connections)?,
+        acquire_timeout: seconds(get, "DB_ACQUIRE_TIMEOUT_SECS", d.acquire_timeout)?,
+        statement_timeout: seconds(get, "DB_STATEMENT_TIMEOUT_SECS", d.statement_timeout)?,
+        pooler: parse(get, "DATABASE_POOLER", d.pooler)?,
+    })
+}
+
+/// What one HTTP client may cost.
+fn connection_limits(
+    get: &impl Fn(&'static str) -> Option<String>,
+    d: &ConnectionLimits,
+    trusted_proxies: &[IpAddr],
+) -> Result<ConnectionLimits, ConfigError> {
+    Ok(ConnectionLimits {
+        header_read_timeout: seconds(get, "HEADER_READ_TIMEOUT_SECS", d.header_read_timeout)?,
+        max_header_bytes: parse(get, "MAX_HEADER_BYTES", d.max_header_bytes)?,
+        max_connections: positive(get, "MAX_CONNECTIONS", d.max_connections)?,
+        max_connections_per_ip: parse(get, "MAX_CONNECTIONS_PER_IP", d.max_connections_per_ip)?,
+        trusted_proxies: trusted_proxies.to_vec(),
+        response_write_timeout: seconds(
+            get,
+            "RESPONSE_WRITE_TIMEOUT_SECS",
+            d.response_write_timeout,
+        )?,
+        shutdown_timeout: seconds(get, "SHUTDOWN_TIMEOUT_SECS", d.shutdown_timeout)?,
+    })
+}
+
+/// What one client may take per minute.
+fn rate_limits(
+    get: &impl Fn(&'static str) -> Option<String>,
+    d: &RateLimits,
+    trusted_proxies: Vec<IpAddr>,
+) -> Result<RateLimits, ConfigError> {
+    Ok(RateLimits {
+        seats_per_user: parse(get, "HOLD_SEATS_PER_MINUTE", d.seats_per_user)?,
+        seats_per_ip: parse(get, "HOLD_SEATS_PER_MINUTE_PER_IP", d.seats_per_ip)?,
+        identities_per_ip: parse(get, "IDENTITIES_PER_MINUTE_PER_IP", d.identities_per_ip)?,
+        trusted_proxies,
+    })
 }
 
 fn parse<T: FromStr>(

@@ -122,8 +122,54 @@ pub enum AppError {
     Other(StatusCode),
 }
 
+/// An answer's status, code and message.
+type Parts = (StatusCode, &'static str, String);
+
 impl AppError {
-    fn parts(&self) -> (StatusCode, &'static str, String) {
+    /// Its status, code and message, by the kind of error it is.
+    fn parts(&self) -> Parts {
+        use AppError::*;
+        match self {
+            MalformedJson(..)
+            | InvalidQuery(..)
+            | InvalidBody(..)
+            | UnsupportedMediaType
+            | UnsupportedContentEncoding
+            | BodyTooLarge
+            | InvalidUserId
+            | InvalidSeatId
+            | InvalidSessionId
+            | DuplicateSeat(..)
+            | InvalidTarget
+            | DuplicateHeader(..)
+            | BodyTimeout
+            | TooManySeats { .. }
+            | KeyReused
+            | InvalidIdempotencyKey => self.request_parts(),
+            MovieNotFound | SeatNotFound | SessionNotFound | RouteNotFound | MethodNotAllowed
+            | ReportNotFound | InvalidToken | Unauthorized => self.lookup_parts(),
+            SeatTaken(..)
+            | SeatsTaken { .. }
+            | NotEnoughSeats { .. }
+            | ExtensionLimit
+            | KeyInFlight
+            | AlreadyConfirmed
+            | HoldExpired
+            | HoldReleased
+            | HeldTooLong { .. } => self.seats_parts(),
+            TooManyKeys { .. }
+            | HoldLimit { .. }
+            | AddressHoldLimit { .. }
+            | RateLimited { .. }
+            | TooManyStreams
+            | TooManyConnections => self.limit_parts(),
+            Unavailable | Overloaded | Timeout | OutcomeUnknown | ReportsNeedPostgres
+            | Internal | Other(..) => self.server_parts(),
+        }
+    }
+
+    /// The request itself is wrong: its target, headers, body or fields.
+    fn request_parts(&self) -> Parts {
         use AppError::*;
         use StatusCode as S;
         match self {
@@ -165,13 +211,6 @@ impl AppError {
                 "duplicate_seat",
                 format!("seat {seat} is listed more than once"),
             ),
-            MovieNotFound => (S::NOT_FOUND, "movie_not_found", "no such movie".into()),
-            SeatNotFound => (
-                S::NOT_FOUND,
-                "seat_not_found",
-                "no such seat in this room".into(),
-            ),
-            SessionNotFound => (S::NOT_FOUND, "session_not_found", "no such hold".into()),
             InvalidTarget => (
                 S::BAD_REQUEST,
                 "invalid_target",
@@ -189,12 +228,73 @@ impl AppError {
                 "body_timeout",
                 "the request body did not arrive in time".into(),
             ),
+            TooManySeats { max } => (
+                S::UNPROCESSABLE_ENTITY,
+                "too_many_seats",
+                format!("one hold may have 1 to {max} seats"),
+            ),
+            KeyReused => (
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request".into(),
+            ),
+            InvalidIdempotencyKey => (
+                S::BAD_REQUEST,
+                "invalid_idempotency_key",
+                format!(
+                    "an Idempotency-Key is 1 to {} visible ASCII characters",
+                    crate::domain::IdempotencyKey::MAX_LEN
+                ),
+            ),
+            _ => unreachable!("not of this kind: {self:?}"),
+        }
+    }
+
+    /// What the request names or proves is not there: an id, a route, a token.
+    fn lookup_parts(&self) -> Parts {
+        use AppError::*;
+        use StatusCode as S;
+        match self {
+            MovieNotFound => (S::NOT_FOUND, "movie_not_found", "no such movie".into()),
+            SeatNotFound => (
+                S::NOT_FOUND,
+                "seat_not_found",
+                "no such seat in this room".into(),
+            ),
+            SessionNotFound => (S::NOT_FOUND, "session_not_found", "no such hold".into()),
             RouteNotFound => (S::NOT_FOUND, "not_found", "no such page or endpoint".into()),
             MethodNotAllowed => (
                 S::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "this endpoint does not accept that method".into(),
             ),
+            ReportNotFound => (
+                S::NOT_FOUND,
+                "report_not_found",
+                format!(
+                    "no such report; there are: {}",
+                    Report::ALL.map(Report::name).join(", ")
+                ),
+            ),
+            InvalidToken => (
+                S::UNAUTHORIZED,
+                "invalid_token",
+                "send the token of POST /api/v1/identities as Authorization: Bearer <token>".into(),
+            ),
+            Unauthorized => (
+                S::UNAUTHORIZED,
+                "unauthorized",
+                "send the reports token as Authorization: Bearer <token>".into(),
+            ),
+            _ => unreachable!("not of this kind: {self:?}"),
+        }
+    }
+
+    /// The seats or the session are not in a state that allows it.
+    fn seats_parts(&self) -> Parts {
+        use AppError::*;
+        use StatusCode as S;
+        match self {
             SeatTaken(seats) => {
                 let list: Vec<&str> = seats.iter().map(SeatId::as_str).collect();
                 let message = match list.as_slice() {
@@ -209,11 +309,6 @@ impl AppError {
                 "not_enough_seats",
                 format!("only {free} seats are free"),
             ),
-            TooManySeats { max } => (
-                S::UNPROCESSABLE_ENTITY,
-                "too_many_seats",
-                format!("one hold may have 1 to {max} seats"),
-            ),
             ExtensionLimit => (
                 S::CONFLICT,
                 "extension_limit",
@@ -225,11 +320,31 @@ impl AppError {
                 "a request with this Idempotency-Key is still being carried out: retry shortly"
                     .into(),
             ),
-            KeyReused => (
-                S::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used for a different request".into(),
+            AlreadyConfirmed => (
+                S::CONFLICT,
+                "already_confirmed",
+                "this booking is confirmed and can no longer be released".into(),
             ),
+            HoldExpired => (S::GONE, "hold_expired", "this hold has expired".into()),
+            HoldReleased => (S::GONE, "hold_released", "this hold was released".into()),
+            HeldTooLong { retry_after } => (
+                S::CONFLICT,
+                "held_too_long",
+                format!(
+                    "you have held one of these seats for as long as a hold may last, letting \
+                     it go and taking it again included: you can hold it again in \
+                     {retry_after} s"
+                ),
+            ),
+            _ => unreachable!("not of this kind: {self:?}"),
+        }
+    }
+
+    /// The caller has used up an allowance.
+    fn limit_parts(&self) -> Parts {
+        use AppError::*;
+        use StatusCode as S;
+        match self {
             TooManyKeys { limit } => (
                 S::TOO_MANY_REQUESTS,
                 "idempotency_key_limit",
@@ -238,26 +353,6 @@ impl AppError {
                      request without one, or later"
                 ),
             ),
-            InvalidIdempotencyKey => (
-                S::BAD_REQUEST,
-                "invalid_idempotency_key",
-                format!(
-                    "an Idempotency-Key is 1 to {} visible ASCII characters",
-                    crate::domain::IdempotencyKey::MAX_LEN
-                ),
-            ),
-            InvalidToken => (
-                S::UNAUTHORIZED,
-                "invalid_token",
-                "send the token of POST /api/v1/identities as Authorization: Bearer <token>".into(),
-            ),
-            AlreadyConfirmed => (
-                S::CONFLICT,
-                "already_confirmed",
-                "this booking is confirmed and can no longer be released".into(),
-            ),
-            HoldExpired => (S::GONE, "hold_expired", "this hold has expired".into()),
-            HoldReleased => (S::GONE, "hold_released", "this hold was released".into()),
             HoldLimit { limit } => (
                 S::TOO_MANY_REQUESTS,
                 "hold_limit",
@@ -271,20 +366,30 @@ impl AppError {
                      hold at once: confirm or release some first"
                 ),
             ),
-            HeldTooLong { retry_after } => (
-                S::CONFLICT,
-                "held_too_long",
-                format!(
-                    "you have held one of these seats for as long as a hold may last, letting \
-                     it go and taking it again included: you can hold it again in \
-                     {retry_after} s"
-                ),
-            ),
             RateLimited { retry_after } => (
                 S::TOO_MANY_REQUESTS,
                 "rate_limited",
                 format!("too many holds or sign-ups from you: try again in {retry_after} s"),
             ),
+            TooManyStreams => (
+                S::SERVICE_UNAVAILABLE,
+                "too_many_streams",
+                "too many live update streams are open: poll the seat map instead".into(),
+            ),
+            TooManyConnections => (
+                S::SERVICE_UNAVAILABLE,
+                "too_many_connections",
+                "too many connections are open from your address: close one and retry".into(),
+            ),
+            _ => unreachable!("not of this kind: {self:?}"),
+        }
+    }
+
+    /// The server could not serve it now, or failed.
+    fn server_parts(&self) -> Parts {
+        use AppError::*;
+        use StatusCode as S;
+        match self {
             Unavailable => (
                 S::SERVICE_UNAVAILABLE,
                 "service_unavailable",
@@ -305,29 +410,6 @@ impl AppError {
                 "outcome_unknown",
                 "the request may or may not have taken effect: check before retrying".into(),
             ),
-            TooManyStreams => (
-                S::SERVICE_UNAVAILABLE,
-                "too_many_streams",
-                "too many live update streams are open: poll the seat map instead".into(),
-            ),
-            TooManyConnections => (
-                S::SERVICE_UNAVAILABLE,
-                "too_many_connections",
-                "too many connections are open from your address: close one and retry".into(),
-            ),
-            Unauthorized => (
-                S::UNAUTHORIZED,
-                "unauthorized",
-                "send the reports token as Authorization: Bearer <token>".into(),
-            ),
-            ReportNotFound => (
-                S::NOT_FOUND,
-                "report_not_found",
-                format!(
-                    "no such report; there are: {}",
-                    Report::ALL.map(Report::name).join(", ")
-                ),
-            ),
             ReportsNeedPostgres => (
                 S::NOT_IMPLEMENTED,
                 "reports_need_postgres",
@@ -346,6 +428,8 @@ impl AppError {
                     .unwrap_or("request failed")
                     .to_string(),
             ),
+
+            _ => unreachable!("not of this kind: {self:?}"),
         }
     }
 }

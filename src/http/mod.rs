@@ -53,25 +53,25 @@ pub fn app<S: Store>(
     config: &Config,
     stop_streams: CancellationToken,
 ) -> Result<Router, NoSigningSecret> {
-    let Backend {
-        store,
-        secrets,
-        reports,
-    } = backend;
-    let signing_secret = match (config.identity_secret.clone(), secrets) {
-        (Some(secret), _) => v1::SigningSecret::Set(secret),
-        (None, Some(kept)) => v1::SigningSecret::Kept(kept),
-        (None, None) => return Err(NoSigningSecret),
-    };
     // Before anything is recorded: what is recorded without a recorder is lost.
     telemetry::handle();
+    let (router, document) = routes::<S>(config.seed_api).split_for_parts();
+    let state = state(backend, config, stop_streams, document)?;
+    // The page and any file of `static_dir`, each page with the policy its inline blocks need.
     let unknown_route = || async { AppError::RouteNotFound };
     let page = ServeDir::new(&config.static_dir)
         .call_fallback_on_method_not_allowed(true)
         .fallback(unknown_route.into_service());
     let page = tower::Layer::layer(&middleware::from_fn(pages::inline_policy), page);
-    let strict_policy = HeaderValue::try_from(pages::policy(&[], &[])).expect("a header value");
+    let router = router
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .fallback_service(page)
+        .with_state(state);
+    Ok(layers(router, config))
+}
 
+/// Every route, with its part of the OpenAPI document; the tutorial's only if `seed_api`.
+fn routes<S: Store>(seed_api: bool) -> OpenApiRouter<AppState<S>> {
     let v1 = OpenApiRouter::new()
         .routes(routes!(v1::identities::create_identity))
         .routes(routes!(v1::movies::movies))
@@ -94,37 +94,58 @@ pub fn app<S: Store>(
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
         .routes(routes!(openapi::document));
-    let mut routes = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let routes = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(operations);
-    if config.seed_api {
-        routes = routes.merge(seed);
-    }
-    let (router, mut document) = routes.split_for_parts();
+    if seed_api { routes.merge(seed) } else { routes }
+}
+
+/// What the handlers share, with the finished document and the secret tokens are signed with.
+fn state<S: Store>(
+    backend: Backend<S>,
+    config: &Config,
+    stop_streams: CancellationToken,
+    mut document: utoipa::openapi::OpenApi,
+) -> Result<AppState<S>, NoSigningSecret> {
+    let Backend {
+        store,
+        secrets,
+        reports,
+    } = backend;
+    let signing_secret = match (config.identity_secret.clone(), secrets) {
+        (Some(secret), _) => v1::SigningSecret::Set(secret),
+        (None, Some(kept)) => v1::SigningSecret::Kept(kept),
+        (None, None) => return Err(NoSigningSecret),
+    };
     openapi::finish(&mut document);
     let document = document.to_pretty_json().expect("the document is JSON");
-    let router = router
-        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
-        .fallback_service(page)
-        .with_state(AppState(Arc::new(Shared {
-            store,
-            reports,
-            seat_maps: SeatMaps::default(),
-            streams: Streams::new(
-                config.max_event_streams,
-                config.max_event_streams_per_ip,
-                stop_streams,
-            ),
-            reports_token: config.reports_token.as_ref().map(|t| Arc::from(t.expose())),
-            openapi: openapi::Document(document.into()),
-            limiter: limits::Limiter::new(&config.rate_limits),
-            api: v1::Api {
-                signing: v1::Signing::new(signing_secret, config.identity_secret_previous.clone()),
-                max_seats_per_hold: config.max_seats_per_hold,
-                hold_policy: config.hold,
-                max_keys_per_user: config.max_idempotency_keys_per_user,
-            },
-        })))
+    Ok(AppState(Arc::new(Shared {
+        store,
+        reports,
+        seat_maps: SeatMaps::default(),
+        streams: Streams::new(
+            config.max_event_streams,
+            config.max_event_streams_per_ip,
+            stop_streams,
+        ),
+        reports_token: config.reports_token.as_ref().map(|t| Arc::from(t.expose())),
+        openapi: openapi::Document(document.into()),
+        limiter: limits::Limiter::new(&config.rate_limits),
+        api: v1::Api {
+            signing: v1::Signing::new(signing_secret, config.identity_secret_previous.clone()),
+            max_seats_per_hold: config.max_seats_per_hold,
+            hold_policy: config.hold,
+            max_keys_per_user: config.max_idempotency_keys_per_user,
+        },
+    })))
+}
+
+/// What every answer passes through, outermost last: the body's deadline, the trace, the
+/// security headers, the edge (metrics, early refusals, the request's deadline, JSON errors)
+/// and the catch of a panic; and the body limit.
+fn layers(router: Router, config: &Config) -> Router {
+    let strict_policy = HeaderValue::try_from(pages::policy(&[], &[])).expect("a header value");
+    router
         .layer(
             ServiceBuilder::new()
                 .layer(RequestBodyDeadlineLayer::new(config.body_read_timeout))
@@ -159,8 +180,7 @@ pub fn app<S: Store>(
                 // which a client could only take for an outcome unknown.
                 .layer(CatchPanicLayer::custom(edge::panic_response)),
         )
-        .layer(DefaultBodyLimit::max(config.max_body_bytes));
-    Ok(router)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
 }
 
 /// Neither `IDENTITY_SECRET` nor a store that keeps a secret.

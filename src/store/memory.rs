@@ -358,111 +358,49 @@ impl MemoryStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Hold> {
         let seats = lock_order(seats)?;
-        let taken: Vec<SeatId> = match state.seats.get(&movie.id) {
-            Some(map) => seats
-                .iter()
-                .filter(|seat| map.get(*seat).is_some_and(|row| row.live(now)))
-                .cloned()
-                .collect(),
-            None => Vec::new(),
-        };
+        let taken = state.taken(&movie.id, &seats, now);
         if !taken.is_empty() {
             return Err(StoreError::SeatTaken(taken));
         }
-        let policy = self.policy;
         let holders: Vec<Holder> = Holder::of(user, from).collect();
-        let clock = state.runs.clock(policy, &movie.id, &seats, &holders, now)?;
-        let (began_at, expires_at) = (clock.first_at, clock.until);
-        if !policy.user_may_hold(
-            state.live_holds(state.held_by_user.get(user), now),
-            seats.len(),
-        ) {
-            let limit = policy.max_holds_per_user;
-            return Err(StoreError::LimitReached { limit });
-        }
-        if let Some(address) = from
-            && !policy.address_may_hold(
-                state.live_holds(state.held_by_address.get(&address), now),
-                seats.len(),
-            )
-        {
-            let limit = policy.max_holds_per_address;
-            return Err(StoreError::AddressLimitReached { limit });
-        }
-
-        // Lapsed holds on these seats are taken over.
-        let lapsed: Vec<(SeatId, SessionId)> =
-            state.seats.get(&movie.id).map_or_else(Vec::new, |map| {
-                seats
-                    .iter()
-                    .filter_map(|seat| map.get(seat).map(|row| (seat.clone(), row.session)))
-                    .collect()
-            });
-        let mut expired = Vec::new();
-        for (seat, session) in lapsed {
-            state.end_hold(session, SessionStatus::Expired);
-            expired.push(seat);
-        }
+        let clock = state
+            .runs
+            .clock(self.policy, &movie.id, &seats, &holders, now)?;
+        state.check_quotas(&self.policy, user, from, seats.len(), now)?;
+        let expired = state.take_over_lapsed(&movie.id, &seats);
         self.publish(ChangeKind::Expired, &movie.id, expired, None);
-
         let session = SessionId::new();
-        let map = state.seats.entry(movie.id.clone()).or_default();
-        for seat in &seats {
-            map.insert(
-                seat.clone(),
-                SeatRow {
-                    session,
-                    user: user.clone(),
-                    expires_at: Some(expires_at),
-                },
-            );
-        }
-        state.sessions.insert(
+        state.insert_hold(
             session,
             Session {
                 movie_id: movie.id.clone(),
                 user: user.clone(),
                 from,
-                began_at,
+                began_at: clock.first_at,
                 seats: seats.clone(),
                 status: SessionStatus::Held,
                 created_at: now,
-                expires_at,
+                expires_at: clock.until,
                 extensions: 0,
                 reference: None,
                 made: state.sessions_made,
             },
         );
-        state
-            .held_by_user
-            .entry(user.clone())
-            .or_default()
-            .insert(session);
-        if let Some(address) = from {
-            state
-                .held_by_address
-                .entry(address)
-                .or_default()
-                .insert(session);
-        }
-        if !policy.rehold_window.is_zero() {
+        if !self.policy.rehold_window.is_zero() {
             state.runs.record(&movie.id, &seats, &holders, clock);
         }
-        let made = state.sessions_made;
-        state.sessions_made += 1;
-        state
-            .by_user
-            .entry(user.clone())
-            .or_default()
-            .insert(made, session);
-        self.publish(ChangeKind::Held, &movie.id, seats.clone(), Some(expires_at));
-
+        self.publish(
+            ChangeKind::Held,
+            &movie.id,
+            seats.clone(),
+            Some(clock.until),
+        );
         Ok(Hold {
             session_id: session,
             movie_id: movie.id.clone(),
             seats,
             user_id: user.clone(),
-            expires_at,
+            expires_at: clock.until,
             server_time: now,
         })
     }
@@ -554,6 +492,88 @@ fn fresh(at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
 }
 
 impl State {
+    /// Which of `seats` of `movie` someone holds or has booked at `now`.
+    fn taken(&self, movie: &str, seats: &[SeatId], now: DateTime<Utc>) -> Vec<SeatId> {
+        let Some(map) = self.seats.get(movie) else {
+            return Vec::new();
+        };
+        seats
+            .iter()
+            .filter(|seat| map.get(*seat).is_some_and(|row| row.live(now)))
+            .cloned()
+            .collect()
+    }
+
+    /// Refuses `asked` more seats past the user's quota or their address's.
+    fn check_quotas(
+        &self,
+        policy: &HoldPolicy,
+        user: &UserId,
+        from: Option<IpAddr>,
+        asked: usize,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        if !policy.user_may_hold(self.live_holds(self.held_by_user.get(user), now), asked) {
+            let limit = policy.max_holds_per_user;
+            return Err(StoreError::LimitReached { limit });
+        }
+        if let Some(address) = from
+            && !policy.address_may_hold(
+                self.live_holds(self.held_by_address.get(&address), now),
+                asked,
+            )
+        {
+            let limit = policy.max_holds_per_address;
+            return Err(StoreError::AddressLimitReached { limit });
+        }
+        Ok(())
+    }
+
+    /// Ends the lapsed holds on `seats` (none is live: `taken` said so), and returns their
+    /// seats, which expired.
+    fn take_over_lapsed(&mut self, movie: &str, seats: &[SeatId]) -> Vec<SeatId> {
+        let lapsed: Vec<(SeatId, SessionId)> = self.seats.get(movie).map_or_else(Vec::new, |map| {
+            seats
+                .iter()
+                .filter_map(|seat| map.get(seat).map(|row| (seat.clone(), row.session)))
+                .collect()
+        });
+        let mut expired = Vec::new();
+        for (seat, session) in lapsed {
+            self.end_hold(session, SessionStatus::Expired);
+            expired.push(seat);
+        }
+        expired
+    }
+
+    /// Records a new hold: its seats' rows, the session, and the indexes by user and address.
+    fn insert_hold(&mut self, id: SessionId, session: Session) {
+        let map = self.seats.entry(session.movie_id.clone()).or_default();
+        for seat in &session.seats {
+            map.insert(
+                seat.clone(),
+                SeatRow {
+                    session: id,
+                    user: session.user.clone(),
+                    expires_at: Some(session.expires_at),
+                },
+            );
+        }
+        self.held_by_user
+            .entry(session.user.clone())
+            .or_default()
+            .insert(id);
+        if let Some(address) = session.from {
+            self.held_by_address.entry(address).or_default().insert(id);
+        }
+        self.by_user
+            .entry(session.user.clone())
+            .or_default()
+            .insert(self.sessions_made, id);
+        self.sessions_made += 1;
+        self.sessions.insert(id, session);
+    }
+
     /// The best available seats for a group (`seating`).
     fn best(&self, movie: &Movie, quantity: usize, now: DateTime<Utc>) -> StoreResult<Vec<SeatId>> {
         let taken = self
