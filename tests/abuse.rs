@@ -7,7 +7,7 @@ mod common;
 use boxoffice::booking::HoldPolicy;
 use boxoffice::config::RateLimits;
 use boxoffice::store::MemoryStore;
-use common::{LONG_TTL, TestApp, json_of, policy, test_config};
+use common::{LONG_TTL, TestApp, assert_error, json_of, policy, test_config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -242,9 +242,7 @@ async fn made_up_methods_add_no_metrics_series_and_metrics_are_off_the_public_li
     assert_eq!(others, 50.0, "{after}");
 
     let public = app.client.get(app.url("/metrics")).send().await.unwrap();
-    assert_eq!(public.status(), StatusCode::NOT_FOUND);
-    let body: Value = public.json().await.unwrap();
-    assert_eq!(body["code"], "not_found");
+    assert_error(public, StatusCode::NOT_FOUND, "not_found").await;
 }
 
 /// An app whose users may each spend `per_user` units a minute and keep `keys` idempotency
@@ -348,9 +346,12 @@ async fn keys_kept_per_identity_are_bounded() {
         assert_eq!(response.status(), StatusCode::CREATED);
     }
     let refused = keyed_post(&app, &token, holds, "c", json!({"quantity": 1})).await;
-    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-    let body: Value = refused.json().await.unwrap();
-    assert_eq!(body["code"], "idempotency_key_limit", "{body}");
+    assert_error(
+        refused,
+        StatusCode::TOO_MANY_REQUESTS,
+        "idempotency_key_limit",
+    )
+    .await;
     assert_eq!(held_seats(&app).await, 2, "the refused hold held nothing");
     let unkeyed = app
         .client
@@ -439,7 +440,10 @@ async fn one_address_cannot_hoard_seats_or_reset_their_clock() {
 }
 
 async fn assert_address_limited(response: reqwest::Response) {
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["code"], "address_hold_limit", "{body}");
+    assert_error(
+        response,
+        StatusCode::TOO_MANY_REQUESTS,
+        "address_hold_limit",
+    )
+    .await;
 }

@@ -6,7 +6,7 @@ mod common;
 
 use boxoffice::config::Secret;
 use boxoffice::store::{Backend, MemoryStore, Secrets};
-use common::{LONG_TTL, SHORT_TTL, TestApp, TestDb, metric, policy, test_config};
+use common::{LONG_TTL, SHORT_TTL, TestApp, TestDb, assert_error, metric, policy, test_config};
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -76,13 +76,6 @@ async fn held(app: &TestApp, token: &str, body: Value) -> Value {
     let response = hold(app, token, body).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     response.json().await.unwrap()
-}
-
-async fn assert_error(response: reqwest::Response, status: StatusCode, code: &str) -> Value {
-    assert_eq!(response.status(), status, "status for {code}");
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["code"], code, "{body}");
-    body
 }
 
 impl Fixture {

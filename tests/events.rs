@@ -11,7 +11,7 @@ use boxoffice::Config;
 use boxoffice::domain::{SeatId, UserId};
 use boxoffice::store::{Catalogue, MemoryStore, Seats};
 use common::sse::{EventStream, SseEvent};
-use common::{LONG_TTL, SHORT_TTL, TestApp, TestDb, json_of, policy, test_config};
+use common::{LONG_TTL, SHORT_TTL, TestApp, TestDb, assert_error, json_of, policy, test_config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -251,10 +251,8 @@ async fn streams_beyond_the_cap_get_503_and_a_closed_one_frees_its_place() {
     let mut first = open(&app, None).await;
     first.next().await.unwrap();
     let refused = EventStream::request(&app.client, &app.url(EVENTS), None).await;
-    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(refused.headers().contains_key("retry-after"));
-    let body: Value = refused.json().await.unwrap();
-    assert_eq!(body["code"], "too_many_streams");
+    assert_error(refused, StatusCode::SERVICE_UNAVAILABLE, "too_many_streams").await;
 
     drop(first);
     // The server notices the closed connection when it next writes: a change makes it write.
@@ -416,9 +414,7 @@ async fn one_address_past_its_stream_share_is_refused_while_another_is_served() 
         open.push(response);
     }
     let refused = stream_from("203.0.113.7").await.unwrap();
-    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body: Value = refused.json().await.unwrap();
-    assert_eq!(body["code"], "too_many_streams");
+    assert_error(refused, StatusCode::SERVICE_UNAVAILABLE, "too_many_streams").await;
     let other = stream_from("198.51.100.8").await.unwrap();
     assert_eq!(
         other.status(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use boxoffice::store::PgStore;
 use boxoffice::store::postgres::Pooler;
 use common::pgbouncer::PgBouncer;
-use common::{LONG_TTL, SHORT_TTL, TestApp, TestDb, metric, policy, test_config};
+use common::{LONG_TTL, SHORT_TTL, TestApp, TestDb, assert_error, metric, policy, test_config};
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -112,24 +112,6 @@ impl Fixture {
         .await
         .unwrap()
     }
-}
-
-/// Asserts a JSON error body with a human message and the stable `code`.
-async fn assert_error(response: reqwest::Response, status: StatusCode, code: &str) -> Value {
-    assert_eq!(response.status(), status, "status for {code}");
-    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-    assert_eq!(
-        content_type.as_ref().map(|v| v.to_str().unwrap()),
-        Some("application/json"),
-        "content type for {code}"
-    );
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["code"], code, "{body}");
-    assert!(
-        body["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{body}"
-    );
-    body
 }
 
 fn session_id(hold: &Value) -> &str {

@@ -381,6 +381,32 @@ pub fn screening(id: &str) -> boxoffice::domain::ScreeningId {
     boxoffice::domain::ScreeningId::parse(id).expect("a screening id")
 }
 
+/// Asserts a JSON error body with a human message and the stable `code`.
+#[allow(dead_code)]
+pub async fn assert_error(
+    response: reqwest::Response,
+    status: reqwest::StatusCode,
+    code: &str,
+) -> serde_json::Value {
+    assert_eq!(response.status(), status, "status for {code}");
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .cloned();
+    assert_eq!(
+        content_type.as_ref().map(|v| v.to_str().unwrap()),
+        Some("application/json"),
+        "content type for {code}"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    body
+}
+
 /// Sends `request` and returns its body as JSON.
 pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
     let response = request.send().await.expect("request");
