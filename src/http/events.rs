@@ -1,4 +1,5 @@
-//! `GET /movies/{movie_id}/events`: the seat map, live, as server-sent events.
+//! The seat map, live, as server-sent events: the streams both APIs' routes open
+//! (`/movies/{movie_id}/events`, `/api/v1/movies/{movie_id}/events`), and their caps.
 //!
 //! A stream opens with a `snapshot` (the taken seats and a version), then sends one event per
 //! change (`held`, `confirmed`, `released`, `expired`) with the seats and the new version.

@@ -1,4 +1,5 @@
-//! The HTTP layer: the router, request extractors, and the rules every response follows.
+//! The HTTP layer's router: the tutorial's routes, `/api/v1`, the operators' routes and the page,
+//! behind the layers every request passes.
 
 use axum::Router;
 use axum::body::Body;

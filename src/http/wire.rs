@@ -1,4 +1,5 @@
-//! How both APIs write what they share: instants, and the names of seat states.
+//! How both APIs write what they share: instants, the OpenAPI schemas of the domain's ids,
+//! and the error answers many routes describe alike.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serializer;
