@@ -61,13 +61,8 @@ impl Rig {
             .expect("the run's cluster");
         let store = boxoffice::store::PgStore::new(pool.clone(), boxoffice::Config::default().hold);
         store.migrate().await.expect("migrate");
-        sqlx::query(
-            "insert into movies (id, title, rows, seats_per_row) values ($1, 'Tiny', 25, 40)",
-        )
-        .bind(MOVIE)
-        .execute(&pool)
-        .await
-        .unwrap();
+        common::rectangular_screenings(&pool, &[common::Rectangle::new(MOVIE, "Tiny", 25, 40)])
+            .await;
         Self { cluster, pool }
     }
 

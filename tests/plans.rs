@@ -58,12 +58,10 @@ async fn operations_read_only_their_rows(statistics: Statistics) {
     let db = TestDb::new().await;
     // One connection, so that `reads` can make it hand its counters over.
     let admin = db.pool(1).await;
-    sql(
-        &admin,
-        "insert into movies (id, title, rows, seats_per_row)
-         select 'room-' || g, 'Room ' || g, 26, 50 from generate_series(1, 10) g",
-    )
-    .await;
+    let rooms: Vec<_> = (1..=10)
+        .map(|g| common::Rectangle::new(format!("room-{g}"), format!("Room {g}"), 26, 50))
+        .collect();
+    common::rectangular_screenings(&admin, &rooms).await;
     match statistics {
         Statistics::NeverAnalysed => {}
         Statistics::AnalysedEmpty => sql(&admin, "analyze").await,

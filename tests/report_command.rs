@@ -38,11 +38,7 @@ fn failure(output: &Output, code: i32) -> String {
 async fn database_with_a_hard_title() -> TestDb {
     let db = TestDb::new().await;
     let pool = db.pool(1).await;
-    sqlx::query("insert into movies (id, title, rows, seats_per_row) values ('tiger', $1, 2, 3)")
-        .bind(TITLE)
-        .execute(&pool)
-        .await
-        .unwrap();
+    common::rectangular_screenings(&pool, &[common::Rectangle::new("tiger", TITLE, 2, 3)]).await;
     let store = db.store(policy(LONG_TTL, 8), 2).await;
     let movie = store.movie(&common::screening("tiger")).await.unwrap();
     let alice = UserId::parse("alice".to_owned()).unwrap();

@@ -182,15 +182,13 @@ impl std::fmt::Display for Summary {
 async fn database(rooms: &[&str]) -> TestDb {
     let db = TestDb::new().await;
     let admin = db.pool(1).await;
-    for room in rooms {
-        sqlx::query("insert into movies (id, title, rows, seats_per_row) values ($1, $1, $2, $3)")
-            .bind(room)
-            .bind(ROOM_ROWS as i32)
-            .bind(ROOM_SEATS_PER_ROW as i32)
-            .execute(&admin)
-            .await
-            .unwrap();
-    }
+    let screenings: Vec<_> = rooms
+        .iter()
+        .map(|room| {
+            common::Rectangle::new(*room, *room, ROOM_ROWS as i32, ROOM_SEATS_PER_ROW as i32)
+        })
+        .collect();
+    common::rectangular_screenings(&admin, &screenings).await;
     db
 }
 

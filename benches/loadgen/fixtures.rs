@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::common::TestDb;
+use crate::common::{Rectangle, TestDb, rectangular_screenings};
 use crate::options::History;
 
 /// Rooms for distinct-seat holds: `bench-1` … `bench-ROOMS`, each 26 × 50; as many
@@ -33,17 +33,16 @@ pub fn distinct_seat(n: u64) -> (String, String) {
 pub async fn database(history: History) -> (TestDb, PgPool) {
     let db = TestDb::new().await;
     let admin = db.pool(2).await;
-    let rooms = ROOMS as i64;
+    let rooms = |prefix: &'static str, title: &'static str| {
+        (1..=ROOMS)
+            .map(move |g| Rectangle::new(format!("{prefix}-{g}"), format!("{title} {g}"), 26, 50))
+    };
+    let screenings: Vec<Rectangle> = rooms("bench", "Bench")
+        .chain([Rectangle::new(MAP_ROOM, "Bench seat map", 15, 20)])
+        .chain(rooms("group", "Group"))
+        .collect();
+    rectangular_screenings(&admin, &screenings).await;
     for statement in [
-        format!(
-            "insert into movies (id, title, rows, seats_per_row)
-             select 'bench-' || g, 'Bench ' || g, 26, 50 from generate_series(1, {rooms}) g"
-        ),
-        format!("insert into movies values ('{MAP_ROOM}', 'Bench seat map', 15, 20)"),
-        format!(
-            "insert into movies (id, title, rows, seats_per_row)
-             select 'group-' || g, 'Group ' || g, 26, 50 from generate_series(1, {rooms}) g"
-        ),
         format!(
             "insert into hold_sessions (id, movie_id, user_id, seat_count, status, expires_at,
                                         confirmed_at, booking_reference)
@@ -69,10 +68,12 @@ pub async fn database(history: History) -> (TestDb, PgPool) {
 /// A cinema with a past: 20,000 confirmed bookings, each with its session, in rooms of their
 /// own, so that tables, indexes and planner statistics look like a system in use.
 async fn prepare_history(admin: &PgPool) {
+    let rooms: Vec<_> = (1..=20)
+        .map(|g| Rectangle::new(format!("history-{g}"), format!("History {g}"), 20, 50))
+        .collect();
+    rectangular_screenings(admin, &rooms).await;
     for statement in [
-        "insert into movies (id, title, rows, seats_per_row)
-         select 'history-' || g, 'History ' || g, 20, 50 from generate_series(1, 20) g",
-        &format!(
+        format!(
             "insert into hold_sessions (id, movie_id, user_id, seat_count, status, expires_at,
                                         confirmed_at, booking_reference)
              select md5('history-' || n)::uuid, 'history-' || (n / 1000 + 1),
@@ -83,9 +84,10 @@ async fn prepare_history(admin: &PgPool) {
         "insert into seat_holds (movie_id, seat_id, session_id, user_id, status, confirmed_at)
          select 'history-' || (n / 1000 + 1), chr(65 + n % 1000 / 50) || (n % 50 + 1),
                 md5('history-' || n)::uuid, 'regular-' || (n % 5000), 'confirmed', now()
-         from generate_series(0, 19999) n",
+         from generate_series(0, 19999) n"
+            .to_owned(),
     ] {
-        sql(admin, statement).await;
+        sql(admin, &statement).await;
     }
 }
 

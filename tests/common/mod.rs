@@ -375,6 +375,52 @@ pub fn metric(body: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
+/// A screening whose room is a rectangle of `rows` rows of `seats_per_row` seats, for the tests,
+/// fault runs and benchmarks to set up. Today it is a row of `movies`; when the programme
+/// makes screenings of films in auditoria with seat layouts, this is the one place to change.
+#[allow(dead_code)]
+pub struct Rectangle {
+    pub id: String,
+    pub title: String,
+    pub rows: i32,
+    pub seats_per_row: i32,
+}
+
+#[allow(dead_code)]
+impl Rectangle {
+    pub fn new(
+        id: impl Into<String>,
+        title: impl Into<String>,
+        rows: i32,
+        seats_per_row: i32,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            title: title.into(),
+            rows,
+            seats_per_row,
+        }
+    }
+}
+
+/// Sets up `screenings`, all in one statement.
+#[allow(dead_code)]
+pub async fn rectangular_screenings(pool: &PgPool, screenings: &[Rectangle]) {
+    let column = |f: fn(&Rectangle) -> String| screenings.iter().map(f).collect::<Vec<_>>();
+    let number = |f: fn(&Rectangle) -> i32| screenings.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "insert into movies (id, title, rows, seats_per_row)
+         select * from unnest($1::text[], $2::text[], $3::int[], $4::int[])",
+    )
+    .bind(column(|s| s.id.clone()))
+    .bind(column(|s| s.title.clone()))
+    .bind(number(|s| s.rows))
+    .bind(number(|s| s.seats_per_row))
+    .execute(pool)
+    .await
+    .expect("set up rectangular screenings");
+}
+
 /// The id of a screening a test names.
 #[allow(dead_code)]
 pub fn screening(id: &str) -> boxoffice::domain::ScreeningId {
