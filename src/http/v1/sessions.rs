@@ -343,10 +343,16 @@ pub async fn extend<S: Store>(
     KeyHeader(key): KeyHeader,
     Path(session_id): Path<String>,
 ) -> Result<Response, AppError> {
-    let session = parse_session(&session_id)?;
-    let fingerprint = format!("POST /api/v1/sessions/{session}/extend");
-    let change = Change::one(&user, client);
-    answer(execute(&app, change, Command::Extend(session), key, &fingerprint).await)
+    on_session(
+        &app,
+        &user,
+        client,
+        key,
+        &session_id,
+        "extend",
+        Command::Extend,
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/sessions/{session_id}/confirm", tag = "v1", security(("bearer" = [])),
@@ -370,10 +376,33 @@ pub async fn confirm<S: Store>(
     KeyHeader(key): KeyHeader,
     Path(session_id): Path<String>,
 ) -> Result<Response, AppError> {
-    let session = parse_session(&session_id)?;
-    let fingerprint = format!("POST /api/v1/sessions/{session}/confirm");
-    let change = Change::one(&user, client);
-    answer(execute(&app, change, Command::Confirm(session), key, &fingerprint).await)
+    on_session(
+        &app,
+        &user,
+        client,
+        key,
+        &session_id,
+        "confirm",
+        Command::Confirm,
+    )
+    .await
+}
+
+/// A keyed command on one session (`POST /api/v1/sessions/{id}/{action}`): one unit of the
+/// caller's allowance, the route and the session as its fingerprint.
+async fn on_session<S: Store>(
+    app: &AppState<S>,
+    user: &UserId,
+    client: ClientIp,
+    key: Option<IdempotencyKey>,
+    session_id: &str,
+    action: &str,
+    command: fn(SessionId) -> Command,
+) -> Result<Response, AppError> {
+    let session = parse_session(session_id)?;
+    let fingerprint = format!("POST /api/v1/sessions/{session}/{action}");
+    let change = Change::one(user, client);
+    answer(execute(app, change, command(session), key, &fingerprint).await)
 }
 
 #[utoipa::path(delete, path = "/sessions/{session_id}", tag = "v1", security(("bearer" = [])),
