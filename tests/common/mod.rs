@@ -21,7 +21,7 @@ use std::time::Duration;
 use boxoffice::Config;
 use boxoffice::booking::HoldPolicy;
 use boxoffice::domain::BookingReference;
-use boxoffice::store::{MemoryStore, PgStore, Store};
+use boxoffice::store::{Backend, MemoryStore, PgStore, Store};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -209,8 +209,8 @@ pub fn free_port() -> u16 {
 // Stores, for the contract suite
 
 /// Runs each contract test named against each store listed, as `name: Type` (a module name
-/// and a `Backend`): `contract!([memory: Memory, postgres: Postgres]; a_test, another_test)`.
-/// The test file holds `async fn a_test<B: Backend>()` for each.
+/// and a `StoreUnderTest`): `contract!([memory: Memory, postgres: Postgres]; a_test, another_test)`.
+/// The test file holds `async fn a_test<B: StoreUnderTest>()` for each.
 #[allow(unused_macros)]
 macro_rules! contract {
     ([$store:ident: $backend:ident $(, $more:ident: $more_backend:ident)* $(,)?];
@@ -237,7 +237,7 @@ pub struct Opened<S> {
     pub db: Option<TestDb>,
 }
 
-pub trait Backend {
+pub trait StoreUnderTest {
     type Store: Store;
     fn open(policy: HoldPolicy) -> impl Future<Output = Opened<Self::Store>>;
 }
@@ -247,7 +247,7 @@ pub struct Postgres;
 /// PostgreSQL through PgBouncer in transaction mode (`DATABASE_POOLER=transaction`).
 pub struct Pooled;
 
-impl Backend for Memory {
+impl StoreUnderTest for Memory {
     type Store = MemoryStore;
     async fn open(policy: HoldPolicy) -> Opened<MemoryStore> {
         Opened {
@@ -257,7 +257,7 @@ impl Backend for Memory {
     }
 }
 
-impl Backend for Postgres {
+impl StoreUnderTest for Postgres {
     type Store = PgStore;
     async fn open(policy: HoldPolicy) -> Opened<PgStore> {
         let db = TestDb::new().await;
@@ -268,7 +268,7 @@ impl Backend for Postgres {
     }
 }
 
-impl Backend for Pooled {
+impl StoreUnderTest for Pooled {
     type Store = PgStore;
     async fn open(policy: HoldPolicy) -> Opened<PgStore> {
         let db = TestDb::new().await;
@@ -312,11 +312,8 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    /// `store` with the cold-path capabilities it has (`store::Backend`).
-    pub async fn spawn<S: Store>(
-        store: impl Into<boxoffice::store::Backend<S>>,
-        config: Config,
-    ) -> Self {
+    /// `store` with the cold-path capabilities it has (a `Backend`).
+    pub async fn spawn<S: Store>(store: impl Into<Backend<S>>, config: Config) -> Self {
         let backend = store.into();
         let listeners = boxoffice::Listeners::bind(&config).await.expect("bind");
         let addr = listeners.public.local_addr().expect("local addr");

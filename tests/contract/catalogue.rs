@@ -1,11 +1,11 @@
 //! `Catalogue`: the programme, read.
 
-use crate::common::Backend;
+use crate::common::StoreUnderTest;
 use crate::*;
 use boxoffice::domain::seed_movies;
 use boxoffice::store::{Catalogue, StoreError};
 
-async fn both_stores_serve_the_seeded_movies<B: Backend>() {
+async fn both_stores_serve_the_seeded_movies<B: StoreUnderTest>() {
     let s = open::<B>().await;
     let mut expected = seed_movies();
     expected.sort_by(|a, b| a.title.cmp(&b.title));

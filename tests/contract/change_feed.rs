@@ -5,12 +5,12 @@ use std::time::Duration;
 use boxoffice::events::{ChangeKind, Message};
 use boxoffice::store::{ChangeFeed, Seats};
 
-use crate::common::Backend;
+use crate::common::StoreUnderTest;
 use crate::{hold, open, seats, user};
 
 /// A hold, a confirm and a release, each on the feed with its seats, in the order made, by
 /// the same store that made them (in PostgreSQL, back through `LISTEN`).
-async fn every_change_reaches_the_feed_in_the_order_it_was_made<B: Backend>() {
+async fn every_change_reaches_the_feed_in_the_order_it_was_made<B: StoreUnderTest>() {
     let s = open::<B>().await;
     let mut feed = s.store.events().subscribe("inception", None).receiver;
     let ann = hold(&s.store, "inception", &["B1", "B2"], "ann")

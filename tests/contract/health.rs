@@ -2,11 +2,11 @@
 
 use boxoffice::store::Health;
 
-use crate::common::Backend;
+use crate::common::StoreUnderTest;
 use crate::open;
 
 /// Readiness asks what serving needs: PostgreSQL answering, and its hold workers running.
-async fn a_store_that_can_serve_is_ready<B: Backend>() {
+async fn a_store_that_can_serve_is_ready<B: StoreUnderTest>() {
     let s = open::<B>().await;
     s.store.ping().await.expect("ready");
     s.store.observe();

@@ -1,11 +1,11 @@
 //! `Housekeeping`: the reaper's work, on which no answer depends.
 
-use crate::common::{Backend, SHORT_TTL, policy, wait_until_lapsed};
+use crate::common::{SHORT_TTL, StoreUnderTest, policy, wait_until_lapsed};
 use crate::*;
 use boxoffice::booking::HoldPolicy;
 use boxoffice::store::{Housekeeping, Seats, StoreError};
 
-async fn the_reaper_removes_expired_holds_in_batches<B: Backend>() {
+async fn the_reaper_removes_expired_holds_in_batches<B: StoreUnderTest>() {
     let s = B::open(policy(SHORT_TTL, 8)).await;
     let mut last = None;
     for seat in ["A1", "A2", "A3"] {
@@ -34,7 +34,9 @@ async fn the_reaper_removes_expired_holds_in_batches<B: Backend>() {
     ));
 }
 
-async fn ended_sessions_are_forgotten_after_their_retention_and_bookings_never<B: Backend>() {
+async fn ended_sessions_are_forgotten_after_their_retention_and_bookings_never<
+    B: StoreUnderTest,
+>() {
     // Longer than the holds last, so that the released session is still remembered when the
     // lapsed one has ended.
     let retention = SHORT_TTL * 2;

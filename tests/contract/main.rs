@@ -14,7 +14,7 @@ mod postgres;
 mod seats;
 mod secrets;
 
-use crate::common::{Backend, LONG_TTL, Opened, policy};
+use crate::common::{LONG_TTL, Opened, StoreUnderTest, policy};
 use boxoffice::domain::{Hold, Movie, SeatId, UserId};
 use boxoffice::store::{Store, StoreError};
 
@@ -67,6 +67,6 @@ fn row(seat: &str, user: &str, confirmed: bool) -> (String, String, bool) {
     (seat.into(), user.into(), confirmed)
 }
 
-async fn open<B: Backend>() -> Opened<B::Store> {
+async fn open<B: StoreUnderTest>() -> Opened<B::Store> {
     B::open(policy(LONG_TTL, 8)).await
 }

@@ -2,11 +2,11 @@
 
 use boxoffice::store::Secrets;
 
-use crate::common::Backend;
+use crate::common::StoreUnderTest;
 use crate::open;
 
 /// Made once and kept: a token signed now is still good on the next read of the secret.
-async fn the_identity_secret_is_made_once_and_kept<B: Backend>()
+async fn the_identity_secret_is_made_once_and_kept<B: StoreUnderTest>()
 where
     B::Store: Secrets,
 {

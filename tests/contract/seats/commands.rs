@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{Backend, LONG_TTL, Opened, policy};
+use crate::common::{LONG_TTL, Opened, StoreUnderTest, policy};
 use boxoffice::booking::{Claim, Final, Kept, Keyed};
 use boxoffice::booking::{Command, Effect, HoldPolicy, Refusal, Want};
 use boxoffice::domain::SessionStatus;
@@ -19,7 +19,7 @@ pub(crate) fn api_user() -> UserId {
     UserId::issue()
 }
 
-async fn open_with<B: Backend>(policy: HoldPolicy) -> Opened<B::Store> {
+async fn open_with<B: StoreUnderTest>(policy: HoldPolicy) -> Opened<B::Store> {
     B::open(policy).await
 }
 
@@ -116,7 +116,7 @@ pub(crate) async fn extend<S: Store>(
     }
 }
 
-async fn overlapping_group_holds_are_all_or_nothing<B: Backend>() {
+async fn overlapping_group_holds_are_all_or_nothing<B: StoreUnderTest>() {
     let s = open_with::<B>(roomy()).await;
     let store = Arc::new(s.store.clone());
     // 24 seats, 40 groups of 2 to 4 seats from the same 10: most must lose.
@@ -186,7 +186,7 @@ async fn overlapping_group_holds_are_all_or_nothing<B: Backend>() {
     }
 }
 
-async fn best_available_seats_together_without_stranding_when_it_can<B: Backend>() {
+async fn best_available_seats_together_without_stranding_when_it_can<B: StoreUnderTest>() {
     let s = open_with::<B>(roomy()).await;
     let dune = movie(&s.store, "dune-part-two").await;
     let filler = api_user();
@@ -248,7 +248,7 @@ async fn best_available_seats_together_without_stranding_when_it_can<B: Backend>
     }
 }
 
-async fn concurrent_best_available_requests_all_succeed_while_seats_remain<B: Backend>() {
+async fn concurrent_best_available_requests_all_succeed_while_seats_remain<B: StoreUnderTest>() {
     let s = open_with::<B>(roomy()).await;
     let store = Arc::new(s.store.clone());
     let dune = movie(&s.store, "dune-part-two").await;
@@ -281,7 +281,7 @@ async fn concurrent_best_available_requests_all_succeed_while_seats_remain<B: Ba
     );
 }
 
-async fn a_hold_is_extended_at_most_the_allowed_times_and_tells_the_streams<B: Backend>() {
+async fn a_hold_is_extended_at_most_the_allowed_times_and_tells_the_streams<B: StoreUnderTest>() {
     let s = open_with::<B>(HoldPolicy {
         max_extensions: 2,
         max_lifetime: Duration::from_secs(3600),
@@ -340,7 +340,7 @@ async fn a_hold_is_extended_at_most_the_allowed_times_and_tells_the_streams<B: B
     );
 }
 
-async fn no_extension_goes_past_the_hold_lifetime<B: Backend>() {
+async fn no_extension_goes_past_the_hold_lifetime<B: StoreUnderTest>() {
     // The lifetime is the TTL: any extension would end later than it.
     let s = open_with::<B>(HoldPolicy {
         max_lifetime: LONG_TTL,
@@ -363,7 +363,7 @@ async fn no_extension_goes_past_the_hold_lifetime<B: Backend>() {
     ));
 }
 
-async fn a_key_replays_its_first_answer_and_refuses_another_request<B: Backend>() {
+async fn a_key_replays_its_first_answer_and_refuses_another_request<B: StoreUnderTest>() {
     let s = open_with::<B>(roomy()).await;
     let inception = movie(&s.store, "inception").await;
     let user = api_user();
@@ -411,7 +411,7 @@ async fn a_key_replays_its_first_answer_and_refuses_another_request<B: Backend>(
     assert_eq!(holders(&s.store, "inception").await.len(), 4);
 }
 
-async fn an_answer_not_kept_lets_a_retry_do_the_work<B: Backend>() {
+async fn an_answer_not_kept_lets_a_retry_do_the_work<B: StoreUnderTest>() {
     let s = open_with::<B>(roomy()).await;
     let inception = movie(&s.store, "inception").await;
     let (alice, bob) = (api_user(), api_user());
@@ -441,7 +441,7 @@ async fn an_answer_not_kept_lets_a_retry_do_the_work<B: Backend>() {
 }
 
 /// A refusal the same request meets again is kept too, and replayed without a second try.
-async fn a_final_refusal_is_kept_and_replayed<B: Backend>() {
+async fn a_final_refusal_is_kept_and_replayed<B: StoreUnderTest>() {
     let s = open_with::<B>(roomy()).await;
     let inception = movie(&s.store, "inception").await;
     let user = api_user();
@@ -472,7 +472,7 @@ async fn a_final_refusal_is_kept_and_replayed<B: Backend>() {
     );
 }
 
-async fn one_key_sent_at_once_many_times_acts_once<B: Backend>() {
+async fn one_key_sent_at_once_many_times_acts_once<B: StoreUnderTest>() {
     let s = open_with::<B>(roomy()).await;
     let store = Arc::new(s.store.clone());
     let inception = movie(&s.store, "inception").await;
@@ -511,7 +511,7 @@ async fn one_key_sent_at_once_many_times_acts_once<B: Backend>() {
     assert_eq!(holders(&s.store, "inception").await.len(), 2);
 }
 
-async fn every_session_command_refuses_everyone_but_the_owner<B: Backend>() {
+async fn every_session_command_refuses_everyone_but_the_owner<B: StoreUnderTest>() {
     let s = open_with::<B>(roomy()).await;
     let inception = movie(&s.store, "inception").await;
     let (owner, stranger) = (api_user(), api_user());
@@ -550,7 +550,7 @@ async fn every_session_command_refuses_everyone_but_the_owner<B: Backend>() {
     );
 }
 
-async fn a_confirmed_session_has_a_booking_reference_that_stays<B: Backend>() {
+async fn a_confirmed_session_has_a_booking_reference_that_stays<B: StoreUnderTest>() {
     let s = open_with::<B>(roomy()).await;
     let inception = movie(&s.store, "inception").await;
     let user = api_user();
@@ -585,7 +585,7 @@ async fn a_confirmed_session_has_a_booking_reference_that_stays<B: Backend>() {
     assert_eq!(mine, [info]);
 }
 
-async fn a_released_session_still_shows_its_seats_to_its_owner<B: Backend>() {
+async fn a_released_session_still_shows_its_seats_to_its_owner<B: StoreUnderTest>() {
     let s = open_with::<B>(roomy()).await;
     let inception = movie(&s.store, "inception").await;
     let user = api_user();
@@ -612,7 +612,9 @@ async fn a_released_session_still_shows_its_seats_to_its_owner<B: Backend>() {
 /// The caller's gate (`Claim::admit`) is asked about every new key, told how many the user
 /// keeps, and not asked about a retry answered with its kept response; its refusal does
 /// nothing and keeps nothing.
-async fn a_new_key_passes_the_gate_with_the_users_key_count_and_a_replay_does_not<B: Backend>() {
+async fn a_new_key_passes_the_gate_with_the_users_key_count_and_a_replay_does_not<
+    B: StoreUnderTest,
+>() {
     use std::sync::Mutex;
     let s = open_with::<B>(roomy()).await;
     let inception = movie(&s.store, "inception").await;

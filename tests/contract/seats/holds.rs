@@ -1,11 +1,11 @@
 //! Holds of named seats, confirms, releases, expiry, and the caps per user and per address.
 
-use crate::common::{Backend, LONG_TTL, SHORT_TTL, policy, wait_until_lapsed};
+use crate::common::{LONG_TTL, SHORT_TTL, StoreUnderTest, policy, wait_until_lapsed};
 use crate::*;
 use boxoffice::booking::HoldPolicy;
 use boxoffice::store::{Housekeeping, Seats, StoreError};
 
-async fn holding_a_free_seat_starts_a_live_session<B: Backend>() {
+async fn holding_a_free_seat_starts_a_live_session<B: StoreUnderTest>() {
     let s = open::<B>().await;
     let h = hold(&s.store, "inception", &["C7"], "alice").await.unwrap();
     assert_eq!(h.seats, seats(&["C7"]));
@@ -18,7 +18,7 @@ async fn holding_a_free_seat_starts_a_live_session<B: Backend>() {
     assert_eq!(taken(&s.store, "dune-part-two").await, []);
 }
 
-async fn a_second_hold_on_a_held_seat_is_rejected<B: Backend>() {
+async fn a_second_hold_on_a_held_seat_is_rejected<B: StoreUnderTest>() {
     let s = open::<B>().await;
     hold(&s.store, "inception", &["A1"], "alice").await.unwrap();
     for who in ["bob", "alice"] {
@@ -37,7 +37,7 @@ async fn a_second_hold_on_a_held_seat_is_rejected<B: Backend>() {
     );
 }
 
-async fn a_group_hold_is_all_or_nothing<B: Backend>() {
+async fn a_group_hold_is_all_or_nothing<B: StoreUnderTest>() {
     let s = open::<B>().await;
     hold(&s.store, "the-grand-budapest-hotel", &["A2"], "alice")
         .await
@@ -68,7 +68,7 @@ async fn a_group_hold_is_all_or_nothing<B: Backend>() {
     assert_eq!(group.unwrap().seats, seats(&["A1", "A10", "A3"]));
 }
 
-async fn a_seat_listed_twice_is_refused<B: Backend>() {
+async fn a_seat_listed_twice_is_refused<B: StoreUnderTest>() {
     let s = open::<B>().await;
     assert!(matches!(
         hold(&s.store, "inception", &["B1", "B2", "B1"], "alice").await,
@@ -77,7 +77,7 @@ async fn a_seat_listed_twice_is_refused<B: Backend>() {
     assert_eq!(taken(&s.store, "inception").await, []);
 }
 
-async fn confirming_books_the_seat_for_good<B: Backend>() {
+async fn confirming_books_the_seat_for_good<B: StoreUnderTest>() {
     let s = B::open(policy(SHORT_TTL, 8)).await;
     let h = hold(&s.store, "inception", &["B4"], "alice").await.unwrap();
     let booking = s.store.confirm(h.session_id, &user("alice")).await.unwrap();
@@ -107,7 +107,7 @@ async fn confirming_books_the_seat_for_good<B: Backend>() {
     );
 }
 
-async fn someone_elses_session_looks_unknown_and_stays_unchanged<B: Backend>() {
+async fn someone_elses_session_looks_unknown_and_stays_unchanged<B: StoreUnderTest>() {
     let s = open::<B>().await;
     let h = hold(&s.store, "inception", &["D1"], "alice").await.unwrap();
     assert!(matches!(
@@ -135,7 +135,7 @@ async fn someone_elses_session_looks_unknown_and_stays_unchanged<B: Backend>() {
     ));
 }
 
-async fn releasing_frees_the_seat<B: Backend>() {
+async fn releasing_frees_the_seat<B: StoreUnderTest>() {
     let s = open::<B>().await;
     let h = hold(&s.store, "inception", &["E8"], "alice").await.unwrap();
     s.store.release(h.session_id, &user("alice")).await.unwrap();
@@ -153,7 +153,7 @@ async fn releasing_frees_the_seat<B: Backend>() {
     );
 }
 
-async fn a_confirmed_booking_cannot_be_released<B: Backend>() {
+async fn a_confirmed_booking_cannot_be_released<B: StoreUnderTest>() {
     let s = open::<B>().await;
     let h = hold(&s.store, "inception", &["C3"], "alice").await.unwrap();
     s.store.confirm(h.session_id, &user("alice")).await.unwrap();
@@ -167,7 +167,7 @@ async fn a_confirmed_booking_cannot_be_released<B: Backend>() {
     );
 }
 
-async fn an_expired_hold_frees_the_seat_before_any_reaper_run<B: Backend>() {
+async fn an_expired_hold_frees_the_seat_before_any_reaper_run<B: StoreUnderTest>() {
     let s = B::open(policy(SHORT_TTL, 8)).await;
     let h = hold(&s.store, "inception", &["A5"], "alice").await.unwrap();
     assert_eq!((h.expires_at - h.server_time).to_std().unwrap(), SHORT_TTL);
@@ -195,7 +195,7 @@ async fn an_expired_hold_frees_the_seat_before_any_reaper_run<B: Backend>() {
     assert_eq!(taken(&s.store, "inception").await, [row("A5", "bob", true)]);
 }
 
-async fn an_untouched_expired_hold_cannot_be_confirmed_or_released<B: Backend>() {
+async fn an_untouched_expired_hold_cannot_be_confirmed_or_released<B: StoreUnderTest>() {
     let s = B::open(policy(SHORT_TTL, 8)).await;
     let h = hold(&s.store, "inception", &["A6"], "alice").await.unwrap();
     wait_until_lapsed(h.server_time, h.expires_at).await;
@@ -215,7 +215,7 @@ async fn an_untouched_expired_hold_cannot_be_confirmed_or_released<B: Backend>()
     assert_eq!(taken(&s.store, "inception").await, []);
 }
 
-async fn the_per_user_limit_counts_live_holds_across_movies<B: Backend>() {
+async fn the_per_user_limit_counts_live_holds_across_movies<B: StoreUnderTest>() {
     let s = B::open(policy(LONG_TTL, 3)).await;
     let first = hold(&s.store, "inception", &["A1", "A2"], "alice")
         .await
@@ -251,7 +251,7 @@ async fn the_per_user_limit_counts_live_holds_across_movies<B: Backend>() {
         .unwrap();
 }
 
-async fn expired_holds_do_not_count_toward_the_limit<B: Backend>() {
+async fn expired_holds_do_not_count_toward_the_limit<B: StoreUnderTest>() {
     let s = B::open(policy(SHORT_TTL, 1)).await;
     let h = hold(&s.store, "inception", &["A1"], "alice").await.unwrap();
     assert!(matches!(
@@ -262,7 +262,7 @@ async fn expired_holds_do_not_count_toward_the_limit<B: Backend>() {
     hold(&s.store, "inception", &["A2"], "alice").await.unwrap();
 }
 
-async fn concurrent_holds_by_one_user_stop_at_the_limit<B: Backend>() {
+async fn concurrent_holds_by_one_user_stop_at_the_limit<B: StoreUnderTest>() {
     let s = B::open(policy(LONG_TTL, 3)).await;
     let room = movie(&s.store, "the-grand-budapest-hotel").await;
     let attempts = (1..=16).map(|n| {
@@ -287,7 +287,7 @@ async fn concurrent_holds_by_one_user_stop_at_the_limit<B: Backend>() {
 
 /// Concurrent holds are decided together (in PostgreSQL, in shared transactions); a request
 /// that loses its seat must not use up its user's quota for a request that wins.
-async fn losing_a_seat_race_leaves_the_quota_for_another_seat<B: Backend>() {
+async fn losing_a_seat_race_leaves_the_quota_for_another_seat<B: StoreUnderTest>() {
     let s = B::open(policy(LONG_TTL, 1)).await;
     let room = movie(&s.store, "the-grand-budapest-hotel").await;
     let attempts: Vec<_> = (1..=16)
@@ -330,7 +330,7 @@ const OFFICE: Option<&str> = Some("192.0.2.1");
 
 const HOME: Option<&str> = Some("2001:db8::");
 
-async fn one_address_holds_at_most_its_cap_across_users<B: Backend>() {
+async fn one_address_holds_at_most_its_cap_across_users<B: StoreUnderTest>() {
     let s = B::open(HoldPolicy {
         max_holds_per_address: 3,
         ..policy(LONG_TTL, 8)
@@ -375,7 +375,7 @@ async fn one_address_holds_at_most_its_cap_across_users<B: Backend>() {
     assert_eq!(taken(&s.store, "inception").await.len(), 6);
 }
 
-async fn concurrent_holds_from_one_address_stop_at_its_cap<B: Backend>() {
+async fn concurrent_holds_from_one_address_stop_at_its_cap<B: StoreUnderTest>() {
     let s = B::open(HoldPolicy {
         max_holds_per_address: 5,
         ..policy(LONG_TTL, 8)
@@ -408,7 +408,7 @@ async fn concurrent_holds_from_one_address_stop_at_its_cap<B: Backend>() {
 /// the first one would have (its lifetime, here as long as a hold, counts from the first),
 /// for the same user from anywhere and for anyone from the same address; an extension
 /// cannot take it further.
-async fn letting_a_seat_go_and_taking_it_again_keeps_its_clock<B: Backend>() {
+async fn letting_a_seat_go_and_taking_it_again_keeps_its_clock<B: StoreUnderTest>() {
     let s = B::open(HoldPolicy {
         max_lifetime: LONG_TTL,
         ..policy(LONG_TTL, 8)
@@ -455,7 +455,7 @@ async fn letting_a_seat_go_and_taking_it_again_keeps_its_clock<B: Backend>() {
 
 /// A run that has lasted as long as a hold may is refused until the window after its last
 /// deadline has passed; then the seat starts a new run, and the reaper forgets the old one.
-async fn a_run_past_its_lifetime_waits_out_the_window<B: Backend>() {
+async fn a_run_past_its_lifetime_waits_out_the_window<B: StoreUnderTest>() {
     let window = SHORT_TTL;
     let s = B::open(HoldPolicy {
         max_lifetime: SHORT_TTL,
